@@ -1,0 +1,182 @@
+"""Reading an ImageNet-style dataset folder.
+
+Layout::
+
+    DIR/train/<class>/<image>     one folder per class, any common image extension
+    DIR/val/<class>/<image>       optional; its classes must also exist under train/
+    DIR/synsets.txt               optional "wnid human name" lines (or DIR/words.txt)
+
+This module knows the source format, so it also decodes those images:
+`decode_square` is the one place that turns a file into the paper's 256 x 256.
+
+The class index is the position of the class folder name in the sorted list of
+train/ folders, the convention of ImageNet tools, so the same folder always gives
+the same labels. An empty class folder is kept as a class for the same reason:
+dropping it would renumber every class after it.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".webp"})
+NAME_FILES = ("synsets.txt", "words.txt")
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+# (path, class index)
+LabelledImage = tuple[Path, int]
+
+
+class DataWarning(UserWarning):
+    """Something in a dataset deserves attention but does not stop the work."""
+
+
+@dataclass(frozen=True)
+class FolderDataset:
+    root: Path
+    classes: list[str]
+    class_names: list[str]
+    train: list[LabelledImage]
+    val: list[LabelledImage]
+
+    def files(self) -> list[Path]:
+        """Every image file of both splits, in a stable order."""
+        return [path for path, _ in self.train] + [path for path, _ in self.val]
+
+    def name_file(self) -> Path | None:
+        """The file the human class names came from, if any."""
+        return next((self.root / n for n in NAME_FILES if (self.root / n).is_file()), None)
+
+
+def scan_folder(root: str | Path) -> FolderDataset:
+    """List the images and labels of a dataset folder (see the module docstring)."""
+    root = Path(root).expanduser().resolve()
+    train_dir = root / "train"
+    if not root.is_dir():
+        raise ValueError(f"dataset directory {root} does not exist")
+    if not train_dir.is_dir():
+        raise ValueError(
+            f"dataset directory {root} has no train/ folder; expected "
+            f"{root}/train/<class>/<image> (and optionally {root}/val/<class>/<image>)"
+        )
+    classes = _class_folders(train_dir)
+    if not classes:
+        raise ValueError(f"{train_dir} has no class folders; expected {train_dir}/<class>/<image>")
+    index = {name: i for i, name in enumerate(classes)}
+
+    train = _labelled_images(train_dir, classes, index)
+    seen = {label for _, label in train}
+    empty = [name for i, name in enumerate(classes) if i not in seen]
+    if len(empty) == len(classes):
+        raise ValueError(
+            f"{train_dir} has {len(classes)} class folders but no images "
+            f"(extensions read: {', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    if empty:
+        warnings.warn(
+            f"{len(empty)} of {len(classes)} class folders in {train_dir} have no images "
+            f"({_first(empty)}); they are kept as classes so the labels stay stable",
+            DataWarning,
+            stacklevel=2,
+        )
+
+    val_dir = root / "val"
+    if val_dir.is_dir():
+        unknown = [name for name in _class_folders(val_dir) if name not in index]
+        if unknown:
+            raise ValueError(
+                f"{val_dir} has {len(unknown)} class folders that train/ does not have "
+                f"({_first(unknown)}); every validation class needs a training folder"
+            )
+        val = _labelled_images(val_dir, _class_folders(val_dir), index)
+    else:
+        warnings.warn(f"{root} has no val/ folder: no validation images", DataWarning, stacklevel=2)
+        val = []
+
+    names = _read_class_names(root)
+    class_names = [names.get(name, name) for name in classes]
+    return FolderDataset(root, classes, class_names, train, val)
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    # Hidden folders are tool droppings (.ipynb_checkpoints, .DS_Store dirs), never classes.
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _labelled_images(split_dir: Path, classes: list[str], index: dict[str, int]) -> list[LabelledImage]:
+    images = []
+    for name in classes:
+        files = sorted(
+            p
+            for p in (split_dir / name).iterdir()
+            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        )
+        images.extend((path, index[name]) for path in files)
+    return images
+
+
+def _read_class_names(root: Path) -> dict[str, str]:
+    """wnid -> human name from synsets.txt (preferred) or words.txt."""
+    for file_name in NAME_FILES:
+        path = root / file_name
+        if path.is_file():
+            names = {}
+            for line in path.read_text(encoding="utf-8").splitlines():
+                parts = line.strip().split(maxsplit=1)
+                if len(parts) == 2:
+                    names[parts[0]] = parts[1].strip()
+            return names
+    return {}
+
+
+def _first(names: list[str], shown: int = 5) -> str:
+    listed = ", ".join(names[:shown])
+    return listed + (f", ... {len(names) - shown} more" if len(names) > shown else "")
+
+
+def decode_square(path: str | Path, size: int) -> np.ndarray:
+    """The image at `path` rescaled so its short side is `size`, centre square kept.
+
+    Returns RGB uint8, size x size x 3. Raises whatever the codec raises for a
+    file it cannot read; callers decide whether that is fatal.
+    """
+    simplejpeg, image_module = _codecs()
+    data = Path(path).read_bytes()
+    image = None
+    if data[:3] == JPEG_MAGIC:
+        try:
+            # libjpeg-turbo scales by n/8 inside the DCT: the cheapest way to shrink a JPEG.
+            pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=size, min_width=size)
+            image = image_module.fromarray(pixels)
+        except ValueError:
+            pass  # CMYK, or damage libjpeg-turbo will not pass; Pillow has the last word
+    if image is None:
+        image = image_module.open(io.BytesIO(data))
+        image.draft("RGB", (size, size))  # JPEG only: Pillow's own DCT-domain downscale
+        image = image.convert("RGB")
+    width, height = image.size
+    if (width, height) != (size, size):
+        side = min(width, height)
+        box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+        image = image.resize((size, size), image_module.Resampling.BILINEAR, box=box)
+    return np.asarray(image, dtype=np.uint8)
+
+
+@functools.cache
+def _codecs():
+    # Optional dependencies: scanning a folder must work without them.
+    try:
+        import simplejpeg
+        from PIL import Image
+    except ImportError as error:
+        raise ImportError(
+            f"decoding images needs simplejpeg and Pillow ({error}); "
+            "install them with: pip install 'netdsl[data]'"
+        ) from error
+    return simplejpeg, Image

@@ -1,0 +1,73 @@
+"""The one error type users see, and the one formatter for it.
+
+Every problem in a user's input (a .net file, a --set override, a bad
+argument) becomes a NetDslError carrying the source position, so the CLI can
+print `file:line:col: message`, the offending line, a caret and a hint, and
+exit with status 2 instead of a traceback.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+# Source text by file name, registered by the parser, so that an error raised
+# by any later pass can show the offending line.
+_SOURCES: dict[str, str] = {}
+
+
+def register_source(filename: str, text: str) -> None:
+    _SOURCES[filename] = text
+
+
+@dataclass(frozen=True)
+class Pos:
+    """A 1-based position in a source file (end is exclusive)."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int | None = None
+    end_column: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class NetDslError(Exception):
+    def __init__(self, message: str, pos: Pos | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return format_error(self)
+
+
+def format_error(err: NetDslError) -> str:
+    """`file:line:col: error: message`, the source line, a caret run, the hint."""
+    lines = []
+    prefix = f"{err.pos}: " if err.pos else ""
+    lines.append(f"{prefix}error: {err.message}")
+    text = _SOURCES.get(err.pos.file) if err.pos else None
+    if text is not None:
+        src_lines = text.splitlines()
+        if 1 <= err.pos.line <= len(src_lines):
+            src = src_lines[err.pos.line - 1].expandtabs(1)
+            col = max(err.pos.column, 1)
+            width = 1
+            if err.pos.end_line == err.pos.line and err.pos.end_column:
+                width = max(err.pos.end_column - col, 1)
+            width = min(width, max(len(src) - col + 1, 1))
+            gutter = f"{err.pos.line:>5} | "
+            lines.append(gutter + src)
+            lines.append(" " * (len(gutter) + col - 1) + "^" * width)
+    if err.hint:
+        lines.append(f"hint: {err.hint}")
+    return "\n".join(lines)
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean `x`?)' for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""

@@ -1,0 +1,128 @@
+"""AST -> networkx graph: one node per layer of every chain, before any pass.
+
+This step only records what each statement says: its chain of layer calls
+(unresolved), the tower or device it belongs to and where it was written.
+The passes then expand towers, resolve names, infer shapes and place devices.
+It also gathers the file-wide tables (params, defaults, the train block) and
+applies `--set` overrides, so every pass sees the values the user asked for.
+"""
+from __future__ import annotations
+
+import re
+
+import networkx as nx
+
+from . import ast
+from .errors import NetDslError, Pos, did_you_mean
+from .layers import REGISTRY
+from .parse import parse_text
+from .train import spec as train_spec
+
+DEVICE = re.compile(r"gpu\d+\Z")
+
+
+def check_device(name: ast.Name) -> str:
+    if not DEVICE.match(name.name):
+        raise NetDslError(f"unknown device `{name.name}`", name.pos,
+                          "devices are logical, named gpu0, gpu1, ...; `--devices` maps them onto GPUs or the CPU at run time")
+    return name.name
+
+
+class _Builder:
+    def __init__(self, program: ast.Program):
+        self.g = nx.DiGraph(file=program.file, network=None, params={}, defaults={}, tensors={})
+        self.train: dict[str, ast.Setting] = {}
+        self.defined: dict[str, Pos] = {}
+        self.order = 0
+
+    def _define(self, name: str, pos: Pos, what: str) -> None:
+        if name in self.defined:
+            first = self.defined[name]
+            raise NetDslError(f"duplicate name `{name}`", pos,
+                              f"`{name}` is already defined at line {first.line}, column {first.column}; pick another {what} name")
+        self.defined[name] = pos
+
+    def _add(self, name: str, **attrs) -> None:
+        self.g.add_node(name, order=self.order, **attrs)
+        self.order += 1
+
+    def statement(self, s) -> None:
+        if isinstance(s, ast.NetworkDecl):
+            if self.g.graph["network"] is not None:
+                raise NetDslError("the network is already named", s.pos, "a file holds one `network` statement")
+            self.g.graph["network"] = s.name
+        elif isinstance(s, ast.InputDecl):
+            self._define(s.name, s.pos, "input")
+            shape = s.shape if s.shape is not None else (s.classes,)
+            self._add(s.name, role="input", kind="input", label=s.classes is not None, shape=shape,
+                      device="host", pos=s.pos, stmt=s.name, tower=None)
+            self.g.graph["tensors"][s.name] = {"nodes": {None: s.name}, "tower": None, "pos": s.pos, "order": self.order}
+        elif isinstance(s, ast.ParamDecl):
+            self._define(s.name, s.pos, "param")
+            self.g.graph["params"][s.name] = s.value
+        elif isinstance(s, ast.DefaultsDecl):
+            for kind in s.kinds:
+                if kind.name not in REGISTRY:
+                    raise NetDslError(f"unknown layer kind `{kind.name}`{did_you_mean(kind.name, REGISTRY)}", kind.pos,
+                                      f"known kinds: {', '.join(sorted(REGISTRY))}")
+                table = self.g.graph["defaults"].setdefault(kind.name, {})
+                for setting in s.settings:
+                    table[setting.key] = setting
+        elif isinstance(s, ast.TowerDecl):
+            devices = tuple(check_device(d) for d in s.devices)
+            if len(set(devices)) != len(devices):
+                raise NetDslError("a tower lists the same device twice", s.devices[0].pos)
+            for inner in s.body:
+                self.layer_statement(inner, devices)
+        elif isinstance(s, ast.LayerStmt):
+            self.layer_statement(s, None)
+        elif isinstance(s, ast.TrainDecl):
+            for setting in s.settings:
+                self.train[setting.key] = setting
+
+    def layer_statement(self, s: ast.LayerStmt, tower: tuple[str, ...] | None) -> None:
+        self._define(s.name, s.pos, "layer")
+        if tower is not None and s.device is not None:
+            raise NetDslError("a statement inside a tower cannot choose its own device", s.device.pos,
+                              "the tower's `on` list places every statement; move this one out of the tower")
+        device = check_device(s.device) if s.device is not None else None
+        seen: dict[str, int] = {}
+        previous = None
+        for call in s.chain:
+            word = call.kind.name
+            seen[word] = seen.get(word, 0) + 1
+            if len(s.chain) == 1:
+                name = s.name
+            else:
+                name = f"{s.name}.{word}" + (str(seen[word]) if seen[word] > 1 else "")
+            self._add(name, role="layer", call=call, head=previous is None, stmt=s.name, tower=tower,
+                      placed=device, pos=call.pos)
+            if previous is not None:
+                self.g.add_edge(previous, name, slot=0)
+            previous = name
+        self.g.graph["tensors"][s.name] = {"nodes": {None: previous}, "tower": tower, "pos": s.pos, "order": self.order}
+
+    def apply_overrides(self, overrides: dict[str, str]) -> None:
+        params = self.g.graph["params"]
+        for key, text in overrides.items():
+            value = parse_text(text, f"<--set {key}>", start="set_value")
+            if key in params:
+                params[key] = value
+            elif not train_spec.with_override(self.train, key, value):
+                known = sorted(params) + train_spec.settable(self.train)
+                raise NetDslError(f"--set: unknown name `{key}`{did_you_mean(key, known)}",
+                                  hint=f"names --set accepts here: {', '.join(known)}")
+
+
+def build(program: ast.Program, overrides: dict[str, str] | None = None) -> nx.DiGraph:
+    b = _Builder(program)
+    for statement in program.statements:
+        b.statement(statement)
+    b.apply_overrides(overrides or {})
+    if b.g.graph["network"] is None:
+        b.g.graph["network"] = program.file.rsplit("/", 1)[-1].removesuffix(".net")
+    b.g.graph["train"] = train_spec.validate(b.train, b.g.graph["params"])
+    if not any(d.get("role") == "layer" for _, d in b.g.nodes(data=True)):
+        raise NetDslError("the file defines no layers", Pos(program.file, 1, 1),
+                          "add a statement such as `conv1 = conv(image, 32, size=3)`")
+    return b.g

@@ -1,0 +1,147 @@
+"""What every layer kind declares, and the argument schema machinery.
+
+A layer kind is one module under netdsl/layers/ holding one `Layer` subclass:
+its argument schema with defaults and checks, its output-shape rule, its
+parameter shapes and initialisation, its multiply-add count and its numpy
+forward and backward side by side. Nothing outside that module knows the kind;
+passes and code generators read its attributes and traits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+REQUIRED = object()  # marks an argument with no default
+
+
+@dataclass(frozen=True)
+class Init:
+    """A parameter initialiser: `gauss(std)`, `uniform(limit)` or a constant."""
+
+    name: str  # "gauss" | "uniform" | "constant"
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.value:g})"
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    name: str
+    type: str  # "int" | "float" | "bool" | "init" | "kind" | "str"
+    default: Any = REQUIRED
+    check: Callable[[Any], str | None] | None = None  # returns a complaint or None
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def positive(value) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def non_negative(value) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def probability(value) -> str | None:
+    return None if 0 <= value < 1 else "must be at least 0 and less than 1"
+
+
+class ShapeError(Exception):
+    """Raised by a shape rule; the infer-shapes pass adds the position."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass
+class Context:
+    """What a forward or backward call may need beyond its arguments.
+
+    `stream` (the node's stable name) and `seed` key the counter-based random
+    numbers, and `step` is their counter, so every backend draws the same
+    dropout mask for the same layer and step.
+    """
+
+    train: bool = False
+    seed: int = 0
+    step: int = 0
+    stream: str = ""
+
+
+@dataclass
+class Example:
+    """A small case the tests loop over: arguments and input shapes (no batch)."""
+
+    args: dict
+    in_shapes: list[tuple[int, ...]]
+    note: str = ""
+
+
+class Layer:
+    kind: str = ""
+    doc: str = ""
+    args: tuple[ArgSpec, ...] = ()
+    # How many tensor inputs: an int, or None for "one or more".
+    n_inputs: int | None = 1
+    # Traits the passes read instead of asking for a kind by name:
+    #   "elementwise": out[i] depends only on in[i] (fusable into a producer's epilogue)
+    #   "activation":  elementwise, usable as a `param act = ...` value
+    #   "loss":        consumes scores and labels, ends the forward graph
+    #   "concat":      joins its inputs along channels
+    #   "transfer":    copies a tensor between devices (identity on values)
+    #   "random":      draws random numbers in training (needs a seed stream)
+    traits: frozenset[str] = frozenset()
+    examples: tuple[Example, ...] = ()
+
+    # ---- shapes and counts -------------------------------------------------
+    def check_args(self, a: dict) -> str | None:
+        """Cross-argument checks; return a complaint or None."""
+        return None
+
+    def output_shape(self, a: dict, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return in_shapes[0]
+
+    def param_shapes(self, a: dict, in_shapes: list[tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def param_init(self, a: dict, name: str) -> Init:
+        raise KeyError(name)
+
+    def multipliers(self, a: dict, name: str) -> tuple[float, float]:
+        """(learning-rate multiplier, weight-decay multiplier) of a parameter."""
+        return 1.0, 1.0
+
+    def macs(self, a: dict, in_shapes, out_shape) -> int:
+        """Multiply-adds per image of the layer's matrix products (0 if none)."""
+        return 0
+
+    # ---- numerics (numpy reference; batch is the leading axis) -------------
+    def forward(self, a: dict, params: dict, xs: list, ctx) -> tuple[Any, Any]:
+        """Returns (output, cache for backward)."""
+        raise NotImplementedError(f"{self.kind}: forward")
+
+    def backward(self, a: dict, params: dict, cache, dy, ctx) -> tuple[list, dict]:
+        """Returns (gradient per input, gradient per parameter)."""
+        raise NotImplementedError(f"{self.kind}: backward")
+
+    # ---- helpers -------------------------------------------------------------
+    def arg(self, name: str) -> ArgSpec:
+        for spec in self.args:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def spatial_out(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Output length of a sliding window: floor((size + 2 pad - kernel) / stride) + 1.
+
+    Floor rounding, as PyTorch, Caffe's convolution and cuda-convnet do: a
+    window that would hang over the padded edge is dropped.
+    """
+    return (size + 2 * pad - kernel) // stride + 1

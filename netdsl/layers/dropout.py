@@ -1,0 +1,37 @@
+"""Dropout with train-time scaling ("inverted" dropout): in training a unit
+is kept with probability 1 - rate and scaled by 1 / (1 - rate); at test time
+it is the identity. In expectation this equals the paper's rule (no scaling
+in training, outputs multiplied by 0.5 at test), and test-time code needs no
+special case. The mask comes from the counter-based generator keyed by the
+run's seed, the layer's name and the step, so every backend draws the same."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import rng
+from .base import ArgSpec, Example, Layer, probability
+
+
+def keep_mask(a: dict, shape, ctx) -> np.ndarray:
+    key = rng.stream_key(ctx.seed, ctx.stream)
+    n = int(np.prod(shape))
+    return rng.bernoulli_keep(key, ctx.step, n, 1.0 - a["rate"]).reshape(shape)
+
+
+class Dropout(Layer):
+    kind = "dropout"
+    doc = "zeroes each unit with probability `rate` in training (scaled by 1/(1-rate)); identity at test"
+    args = (ArgSpec("rate", "float", 0.5, probability, doc="probability of dropping a unit"),)
+    traits = frozenset({"elementwise", "random"})
+    examples = (Example({"rate": 0.5}, [(3, 4, 5)]), Example({"rate": 0.25}, [(9,)]))
+
+    def forward(self, a, params, xs, ctx):
+        x = xs[0]
+        if not ctx.train or a["rate"] == 0:
+            return x, None
+        scale = np.asarray(1.0 / (1.0 - a["rate"]), x.dtype)
+        mask = keep_mask(a, x.shape, ctx) * scale
+        return x * mask, mask
+
+    def backward(self, a, params, mask, dy, ctx):
+        return [dy if mask is None else dy * mask], {}

@@ -1,0 +1,38 @@
+"""Fully connected layer. A C x H x W input is flattened in C, H, W order
+(PyTorch's `flatten(1)`), so weights load unchanged into torch.nn.Linear."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._weights import WEIGHT_ARGS, WeightedLayer
+from .base import ArgSpec, Example, positive
+
+
+class FullyConnected(WeightedLayer):
+    kind = "fc"
+    doc = "fully connected layer with `outputs` units; flattens its input (C, H, W order)"
+    args = (ArgSpec("outputs", "int", check=positive, doc="output units"),) + WEIGHT_ARGS
+    examples = (
+        Example({"outputs": 7}, [(3, 5, 5)], "flattens C x H x W"),
+        Example({"outputs": 4}, [(9,)]),
+    )
+
+    def output_shape(self, a, in_shapes):
+        return (a["outputs"],)
+
+    def param_shapes(self, a, in_shapes):
+        return {"weight": (a["outputs"], math.prod(in_shapes[0])), "bias": (a["outputs"],)}
+
+    def macs(self, a, in_shapes, out_shape):
+        return a["outputs"] * math.prod(in_shapes[0])
+
+    def forward(self, a, params, xs, ctx):
+        x = xs[0].reshape(xs[0].shape[0], -1)
+        return x @ params["weight"].T + params["bias"], (xs[0].shape, x)
+
+    def backward(self, a, params, cache, dy, ctx):
+        x_shape, x = cache
+        dx = (dy @ params["weight"]).reshape(x_shape)
+        return [dx], {"weight": dy.T @ x, "bias": dy.sum(axis=0)}

@@ -1,0 +1,54 @@
+"""Softmax cross-entropy: the mean over the batch of -log softmax(scores)[label].
+Also reports top-1 and top-5 error, the paper's two figures."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Example, Layer, ShapeError
+
+
+def log_softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores - scores.max(axis=1, keepdims=True)  # exp never overflows
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def top_k_error(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of rows whose label is not among the k highest scores."""
+    k = min(k, scores.shape[1])
+    label_score = np.take_along_axis(scores, labels[:, None], axis=1)
+    # ranked by how many classes score strictly higher (ties count in favour)
+    rank = (scores > label_score).sum(axis=1)
+    return float((rank >= k).mean())
+
+
+class SoftmaxLoss(Layer):
+    kind = "softmax_loss"
+    doc = "softmax + cross-entropy against an integer `label` input; mean over the batch"
+    n_inputs = 2
+    traits = frozenset({"loss"})
+    examples = (Example({}, [(7,), (7,)]), Example({}, [(3,), (3,)], "fewer than 5 classes"))
+
+    def output_shape(self, a, in_shapes):
+        scores, labels = in_shapes
+        if len(scores) != 1:
+            raise ShapeError(f"softmax_loss needs a vector of class scores, got {'x'.join(map(str, scores))}",
+                             "put a fully connected layer with one output per class before the loss")
+        if scores[0] != labels[0]:
+            raise ShapeError(f"channel mismatch: the scores have {scores[0]} classes but the label input has {labels[0]}",
+                             f"give the last layer {labels[0]} outputs, or change the label's class count")
+        return (1,)
+
+    def forward(self, a, params, xs, ctx):
+        scores, labels = xs
+        logp = log_softmax(scores)
+        loss = -np.take_along_axis(logp, labels[:, None].astype(np.int64), axis=1).mean()
+        return np.asarray(loss, scores.dtype), (logp, labels)
+
+    def backward(self, a, params, cache, dy, ctx):
+        logp, labels = cache
+        grad = np.exp(logp)
+        grad[np.arange(len(labels)), labels] -= 1
+        return [grad * (np.asarray(dy, logp.dtype) / len(labels)), None], {}
+
+    def metrics(self, scores: np.ndarray, labels: np.ndarray) -> dict:
+        return {"top1_error": top_k_error(scores, labels, 1), "top5_error": top_k_error(scores, labels, 5)}

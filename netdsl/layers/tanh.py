@@ -1,0 +1,20 @@
+"""Hyperbolic tangent: the saturating baseline of the paper's Figure 1."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Example, Layer
+
+
+class Tanh(Layer):
+    kind = "tanh"
+    doc = "tanh(x)"
+    traits = frozenset({"elementwise", "activation"})
+    examples = (Example({}, [(3, 5, 4)]), Example({}, [(7,)]))
+
+    def forward(self, a, params, xs, ctx):
+        y = np.tanh(xs[0])
+        return y, y
+
+    def backward(self, a, params, y, dy, ctx):
+        return [dy * (1 - y * y)], {}

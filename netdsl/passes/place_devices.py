@@ -1,0 +1,63 @@
+"""Place devices and insert transfers.
+
+Every layer gets a logical device: its tower's, the one its statement names
+with `on gpuN`, or else its first input's (gpu0 when that is a network input,
+which every device can read). Then every edge whose ends sit on different
+devices becomes producer -> transfer -> consumer, one transfer node per
+(producer, destination device) shared by all consumers there. Such an edge
+must have been marked in the file (`all x`, or an explicit `transfer(x)`);
+an unmarked one is an error that says how to mark it.
+
+Needs: shapes (a transfer's size in bytes is its tensor's).
+"""
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+
+from ..errors import NetDslError
+from ..layers import REGISTRY
+from .infer_shapes import topological
+
+BYTES_PER_VALUE = 4  # float32
+
+
+def _device(g: nx.DiGraph, name: str) -> str:
+    node = g.nodes[name]
+    if node.get("device"):
+        return node["device"]
+    if node.get("placed"):
+        return node["placed"]
+    first = min(g.in_edges(name, data=True), key=lambda e: e[2]["slot"])[0]
+    device = g.nodes[first]["device"]
+    return "gpu0" if device == "host" else device
+
+
+def place_devices(g: nx.DiGraph) -> nx.DiGraph:
+    for name in topological(g):
+        if g.nodes[name]["role"] == "layer":
+            g.nodes[name]["device"] = _device(g, name)
+    for u, v, edge in list(g.edges(data=True)):
+        src, dst = g.nodes[u]["device"], g.nodes[v]["device"]
+        if src in ("host", dst):
+            continue
+        if "transfer" in REGISTRY[g.nodes[v]["kind"]].traits:
+            g.nodes[v]["source_device"] = src
+            g.nodes[v]["bytes"] = math.prod(g.nodes[u]["shape"]) * BYTES_PER_VALUE
+            continue
+        if not edge.get("marked"):
+            stmt = g.nodes[u]["stmt"]
+            raise NetDslError(f"`{g.nodes[v]['stmt']}` on {dst} reads `{stmt}` on {src} without a cross-device link",
+                              g.nodes[v]["pos"], f"place it with `on {src}`, or move the data explicitly: "
+                              f"`{stmt}_{dst} = transfer({stmt}) on {dst}`")
+        t = f"{u}->{dst}"
+        if t not in g:
+            g.add_node(t, role="layer", kind="transfer", args={}, stmt=g.nodes[v]["stmt"], tower=None, device=dst,
+                       source_device=src, shape=g.nodes[u]["shape"], params={}, macs=0, pos=g.nodes[v]["pos"],
+                       order=g.nodes[u]["order"] + 0.0001, head=True,
+                       bytes=math.prod(g.nodes[u]["shape"]) * BYTES_PER_VALUE)
+            g.add_edge(u, t, slot=0, marked=True)
+        g.remove_edge(u, v)
+        g.add_edge(t, v, **edge)
+    return g

@@ -1,0 +1,142 @@
+"""The `train { ... }` block: its schema, defaults and validation.
+
+Each setting is a plain value or a choice among named calls (an optimiser,
+a schedule, augmentations); every call's arguments have a schema so a typo
+is caught at compile time, not hours into a run. Defaults are the paper's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import ast
+from ..errors import NetDslError, did_you_mean
+from ..values import CallValue, coerce, show, substitute
+
+REQUIRED = object()
+
+# name -> ((argument, type, default), ...) in positional order
+OPTIMIZERS = {"sgd": (("lr", "float", 0.01), ("momentum", "float", 0.9), ("weight_decay", "float", 0.0005))}
+SCHEDULES = {
+    "constant": (),
+    "step": (("every", "int", 30), ("factor", "float", 0.1)),
+    "plateau": (("factor", "float", 0.1), ("patience", "int", 1), ("min_lr", "float", 1e-6)),
+}
+AUGMENTATIONS = {
+    "random_crop": (("size", "int", REQUIRED), ("from", "int", 256)),
+    "hflip": (),
+    "pca_lighting": (("std", "float", 0.1),),
+}
+TEST_MODES = {"center_crop": (), "ten_crop": ()}
+
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "test": TEST_MODES}
+SCALARS = {"batch": "int", "epochs": "int", "seed": "int"}
+KEYS = tuple(SCALARS) + tuple(CHOICES) + ("augment",)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    batch: int = 128
+    epochs: int = 90
+    seed: int = 0
+    optimizer: CallValue = CallValue("sgd", {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005})
+    schedule: CallValue = CallValue("plateau", {"factor": 0.1, "patience": 1, "min_lr": 1e-6})
+    augment: tuple[CallValue, ...] = field(default=(
+        CallValue("random_crop", {"size": 224, "from": 256}), CallValue("hflip", {}),
+        CallValue("pca_lighting", {"std": 0.1})))
+    test: CallValue = CallValue("center_crop", {})
+
+    def augmentation(self, name: str) -> CallValue | None:
+        return next((a for a in self.augment if a.name == name), None)
+
+
+def call_value(what: str, table: dict, value: ast.Value, params: dict) -> CallValue:
+    value = substitute(value, params)
+    if isinstance(value, ast.Name):
+        name, args = value.name, ()
+    elif isinstance(value, ast.Call):
+        name, args = value.name, value.args
+    else:
+        raise NetDslError(f"wrong value type: {what} wants a name or a call, got `{show(value)}`", value.pos,
+                          f"one of: {', '.join(table)}")
+    if name not in table:
+        raise NetDslError(f"unknown {what} `{name}`{did_you_mean(name, table)}", value.pos,
+                          f"known: {', '.join(table)}")
+    schema = table[name]
+    kwargs: dict = {}
+    for i, arg in enumerate(args):
+        if arg.key is None:
+            if i >= len(schema):
+                raise NetDslError(f"{name}() takes at most {len(schema)} positional argument(s)", arg.pos)
+            key = schema[i][0]
+        else:
+            key = arg.key
+        spec = next((s for s in schema if s[0] == key), None)
+        if spec is None:
+            known = ", ".join(s[0] for s in schema) or "none"
+            raise NetDslError(f"unknown argument `{key}` of {name}(){did_you_mean(key, [s[0] for s in schema])}",
+                              arg.pos, f"its arguments: {known}")
+        kwargs[key] = coerce(f"`{name}({key}=...)`", spec[1], arg.value, params)
+    for key, _, default in schema:
+        if key not in kwargs:
+            if default is REQUIRED:
+                raise NetDslError(f"missing required argument `{key}` of {name}()", value.pos)
+            kwargs[key] = default
+    return CallValue(name, kwargs)
+
+
+def validate(settings: dict[str, ast.Setting], params: dict) -> TrainSpec:
+    values: dict = {}
+    for key, setting in settings.items():
+        if key not in KEYS:
+            raise NetDslError(f"unknown train setting `{key}`{did_you_mean(key, KEYS)}", setting.pos,
+                              f"known settings: {', '.join(KEYS)}")
+        if key in SCALARS:
+            values[key] = coerce(f"`{key}`", SCALARS[key], setting.value, params)
+            if values[key] <= 0 and key != "seed":
+                raise NetDslError(f"`{key}` must be greater than 0", setting.value.pos)
+        elif key in CHOICES:
+            values[key] = call_value(key, CHOICES[key], setting.value, params)
+        else:
+            items = substitute(setting.value, params)
+            if not isinstance(items, ast.ListVal):
+                raise NetDslError(f"wrong value type: `augment` wants a list, got `{show(items)}`", items.pos,
+                                  "for example [random_crop(224, from=256), hflip, pca_lighting(0.1)]")
+            values[key] = tuple(call_value("augmentation", AUGMENTATIONS, v, params) for v in items.items)
+    return TrainSpec(**values)
+
+
+def with_override(settings: dict[str, ast.Setting], dotted: str, value: ast.Value) -> bool:
+    """Apply `--set key=value` or `--set key.arg=value`; False if `key` is not a train key."""
+    key, _, arg = dotted.partition(".")
+    if key not in KEYS:
+        return False
+    if not arg:
+        settings[key] = ast.Setting(key, value, value.pos)
+        return True
+    if key not in CHOICES:
+        return False
+    current = settings.get(key)
+    old = current.value if current else ast.Name(getattr(TrainSpec(), key).name, value.pos)
+    name, args = (old.name, old.args) if isinstance(old, (ast.Call, ast.Name)) else (None, ())
+    if name is None:
+        return False
+    args = tuple(a for a in (args if isinstance(old, ast.Call) else ()) if a.key != arg)
+    # positional arguments of the same name are dropped too, by re-keying them first
+    schema = CHOICES[key].get(name, ())
+    rekeyed = tuple(ast.Arg(a.key or (schema[i][0] if i < len(schema) else None), a.value, a.pos)
+                    for i, a in enumerate(args))
+    rekeyed = tuple(a for a in rekeyed if a.key != arg) + (ast.Arg(arg, value, value.pos),)
+    settings[key] = ast.Setting(key, ast.Call(name, rekeyed, old.pos), value.pos)
+    return True
+
+
+def settable(settings: dict[str, ast.Setting]) -> list[str]:
+    """Every train name `--set` accepts."""
+    names = list(KEYS)
+    spec_defaults = TrainSpec()
+    for key, table in CHOICES.items():
+        current = settings.get(key)
+        value = current.value if current else None
+        name = value.name if isinstance(value, (ast.Name, ast.Call)) else getattr(spec_defaults, key).name
+        names += [f"{key}.{arg}" for arg, _, _ in table.get(name, ())]
+    return names

@@ -1,0 +1,120 @@
+"""Turning syntactic values into typed Python values, with positioned errors.
+
+Shared by layer arguments and the `train` block. A bare name that is a
+`param` is replaced by the param's value first, so `maxpool(pool)` and
+`-> act` follow `--set pool=2` and `--set act=tanh`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ast
+from .errors import NetDslError, did_you_mean
+from .layers import Init
+
+TYPE_WORDS = {
+    "int": "a whole number", "float": "a number", "bool": "true or false", "init": "an initialiser",
+    "kind": "a layer kind", "str": "a name", "call": "a name or a call",
+}
+INITIALISERS = ("gauss", "uniform", "constant")
+
+
+@dataclass(frozen=True)
+class CallValue:
+    """`name(args)` or a bare `name` where a call is allowed, arguments resolved."""
+
+    name: str
+    kwargs: dict
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
+        return f"{self.name}({inner})" if inner else self.name
+
+
+def substitute(value: ast.Value, params: dict[str, ast.Value], seen=()) -> ast.Value:
+    """Follow param names to their values (params may name other params)."""
+    while isinstance(value, ast.Name) and value.name in params:
+        if value.name in seen:
+            raise NetDslError(f"param `{value.name}` refers to itself", value.pos)
+        seen = seen + (value.name,)
+        value = params[value.name]
+    return value
+
+
+def show(value: ast.Value) -> str:
+    if isinstance(value, ast.Num):
+        return f"{value.value:g}" if isinstance(value.value, float) else str(value.value)
+    if isinstance(value, ast.Str):
+        return f'"{value.value}"'
+    if isinstance(value, ast.Name):
+        return value.name
+    if isinstance(value, ast.AllRef):
+        return f"all {value.name}"
+    if isinstance(value, ast.Call):
+        return f"{value.name}(...)"
+    return "[...]"
+
+
+def _wrong(what: str, want: str, value: ast.Value, hint: str | None = None) -> NetDslError:
+    return NetDslError(f"wrong value type: {what} wants {TYPE_WORDS.get(want, want)}, got `{show(value)}`",
+                       value.pos, hint)
+
+
+def coerce(what: str, want: str, value: ast.Value, params: dict) -> object:
+    """Convert `value` to the type named by `want`, or raise a positioned error."""
+    value = substitute(value, params)
+    if want == "int":
+        if isinstance(value, ast.Num) and isinstance(value.value, int):
+            return value.value
+        if isinstance(value, ast.Num) and float(value.value).is_integer():
+            return int(value.value)
+        raise _wrong(what, want, value, _name_hint(value, params))
+    if want == "float":
+        if isinstance(value, ast.Num):
+            return float(value.value)
+        raise _wrong(what, want, value, _name_hint(value, params))
+    if want == "bool":
+        if isinstance(value, ast.Name) and value.name in ("true", "false"):
+            return value.name == "true"
+        raise _wrong(what, want, value)
+    if want in ("str", "kind"):
+        if isinstance(value, (ast.Name, ast.Str)):
+            return value.name if isinstance(value, ast.Name) else value.value
+        raise _wrong(what, want, value)
+    if want == "init":
+        return _init(what, value, params)
+    raise AssertionError(f"unknown value type {want}")
+
+
+def _name_hint(value: ast.Value, params: dict) -> str | None:
+    if isinstance(value, ast.Name):
+        close = did_you_mean(value.name, params)
+        return f"`{value.name}` is not a param{close}" if params else f"`{value.name}` is not a param"
+    return None
+
+
+def _init(what: str, value: ast.Value, params: dict) -> Init:
+    if isinstance(value, ast.Num):
+        return Init("constant", float(value.value))
+    if isinstance(value, ast.Call) and value.name in INITIALISERS:
+        if len(value.args) != 1 or value.args[0].key is not None:
+            raise NetDslError(f"{value.name}() takes one number", value.pos, f"for example {value.name}(0.01)")
+        return Init(value.name, coerce(f"{value.name}()", "float", value.args[0].value, params))
+    hint = f"known initialisers: {', '.join(INITIALISERS)}, or a number"
+    if isinstance(value, ast.Call):
+        raise NetDslError(f"unknown initialiser `{value.name}`{did_you_mean(value.name, INITIALISERS)}", value.pos, hint)
+    raise _wrong(what, "init", value, hint)
+
+
+def plain(value: ast.Value, params: dict) -> object:
+    """A schema-less conversion: numbers, names as strings, lists, calls."""
+    value = substitute(value, params)
+    if isinstance(value, ast.Num):
+        return value.value
+    if isinstance(value, (ast.Name, ast.Str)):
+        return value.name if isinstance(value, ast.Name) else value.value
+    if isinstance(value, ast.ListVal):
+        return [plain(v, params) for v in value.items]
+    if isinstance(value, ast.Call):
+        return CallValue(value.name, {a.key or str(i): plain(a.value, params) for i, a in enumerate(value.args)})
+    raise NetDslError(f"`{show(value)}` cannot appear here", value.pos)
