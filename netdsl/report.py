@@ -1,0 +1,95 @@
+"""What `netdsl info` prints: a per-layer table and the totals that check a
+network against its paper (parameters, multiply-adds, memory, cross-GPU bytes)."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import networkx as nx
+
+from .passes.infer_shapes import topological
+from .passes.place_devices import BYTES_PER_VALUE
+
+
+def shape_text(shape) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+@dataclass
+class Summary:
+    parameters: int
+    macs: int
+    activation_bytes: dict[str, int]  # per device, at the batch size
+    parameter_bytes: dict[str, int]
+    links: list[tuple[str, str, str, int]]  # (consumer statement, from, to, bytes per image)
+
+    @property
+    def cross_bytes_per_image(self) -> int:
+        return sum(b for *_, b in self.links)
+
+
+def summarise(g: nx.DiGraph, batch: int) -> Summary:
+    activation = defaultdict(int)
+    weights = defaultdict(int)
+    links = []
+    parameters = macs = 0
+    for name in topological(g):
+        node = g.nodes[name]
+        if node["role"] != "layer":
+            continue
+        count = sum(math.prod(s) for s in node["params"].values())
+        parameters += count
+        macs += node["macs"]
+        weights[node["device"]] += count * BYTES_PER_VALUE
+        activation[node["device"]] += math.prod(node["shape"]) * batch * BYTES_PER_VALUE
+        if "source_device" in node:
+            links.append((node["stmt"], node["source_device"], node["device"], node["bytes"]))
+    return Summary(parameters, macs, dict(sorted(activation.items())), dict(sorted(weights.items())), links)
+
+
+def layer_rows(g: nx.DiGraph) -> list[tuple[str, ...]]:
+    rows = []
+    for name in topological(g):
+        node = g.nodes[name]
+        params = sum(math.prod(s) for s in node.get("params", {}).values())
+        rows.append((name, node["kind"], node["device"], shape_text(node["shape"]),
+                     f"{params:,}" if params else "", f"{node['macs']:,}" if node.get("macs") else ""))
+    return rows
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    def line(r):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    return "\n".join([line(header), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+
+
+def info_text(g: nx.DiGraph, batch: int) -> str:
+    s = summarise(g, batch)
+    out = [f"network {g.graph['network']} ({g.graph['file']})", ""]
+    out.append(table(("layer", "kind", "device", "output", "params", "mult-adds"), layer_rows(g), {4, 5}))
+    out += ["", f"parameters            {s.parameters:,}",
+            f"multiply-adds/image   {s.macs:,}"]
+    for device in s.activation_bytes:
+        out.append(f"memory on {device:<11} {human_bytes(s.activation_bytes[device])} activations at batch {batch}"
+                   f", {human_bytes(s.parameter_bytes.get(device, 0))} parameters")
+    if s.links:
+        out += ["", "cross-device links (bytes per image, each direction of the step):"]
+        per_stmt = defaultdict(list)
+        for stmt, src, dst, nbytes in s.links:
+            per_stmt[stmt].append(f"{src}->{dst} {nbytes:,}")
+        for stmt, items in per_stmt.items():
+            out.append(f"  {stmt:<8} " + ", ".join(items))
+        total = s.cross_bytes_per_image
+        out.append(f"cross-GPU bytes/step  forward {human_bytes(total * batch)}, backward {human_bytes(total * batch)}"
+                   f" ({total:,} bytes per image each way) at batch {batch}")
+    return "\n".join(out)
