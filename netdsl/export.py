@@ -63,7 +63,8 @@ def graph_dot(g: nx.DiGraph) -> str:
     for u, v in g.edges():
         du, dv = g.nodes[u], g.nodes[v]
         if "source_device" in dv and du["device"] != dv["device"]:
-            lines.append(f'  {_quote(u)} -> {_quote(v)} [color=red, penwidth=2, label={_quote(f"{dv["bytes"]:,} B/img")}];')
+            label = _quote(f"{dv['bytes']:,} B/img")
+            lines.append(f"  {_quote(u)} -> {_quote(v)} [color=red, penwidth=2, label={label}];")
         else:
             lines.append(f"  {_quote(u)} -> {_quote(v)};")
     lines.append("}")

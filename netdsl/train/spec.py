@@ -117,16 +117,16 @@ def with_override(settings: dict[str, ast.Setting], dotted: str, value: ast.Valu
         return False
     current = settings.get(key)
     old = current.value if current else ast.Name(getattr(TrainSpec(), key).name, value.pos)
-    name, args = (old.name, old.args) if isinstance(old, (ast.Call, ast.Name)) else (None, ())
-    if name is None:
+    if not isinstance(old, (ast.Call, ast.Name)) or old.name not in CHOICES[key]:
         return False
-    args = tuple(a for a in (args if isinstance(old, ast.Call) else ()) if a.key != arg)
-    # positional arguments of the same name are dropped too, by re-keying them first
-    schema = CHOICES[key].get(name, ())
-    rekeyed = tuple(ast.Arg(a.key or (schema[i][0] if i < len(schema) else None), a.value, a.pos)
-                    for i, a in enumerate(args))
-    rekeyed = tuple(a for a in rekeyed if a.key != arg) + (ast.Arg(arg, value, value.pos),)
-    settings[key] = ast.Setting(key, ast.Call(name, rekeyed, old.pos), value.pos)
+    schema = [spec[0] for spec in CHOICES[key][old.name]]
+    if arg not in schema:
+        return False
+    old_args = old.args if isinstance(old, ast.Call) else ()
+    # key positional arguments by the schema so that the override replaces them
+    keyed = [ast.Arg(a.key or schema[i], a.value, a.pos) for i, a in enumerate(old_args) if a.key or i < len(schema)]
+    args = tuple(a for a in keyed if a.key != arg) + (ast.Arg(arg, value, value.pos),)
+    settings[key] = ast.Setting(key, ast.Call(old.name, args, old.pos), value.pos)
     return True
 
 
