@@ -13,10 +13,37 @@ from .parse import parse_file, parse_text
 
 def compile_graph(path: str | Path | None = None, *, text: str | None = None, file: str = "<string>",
                   overrides: dict[str, str] | None = None,
-                  after: Callable[[str, nx.DiGraph], None] | None = None) -> nx.DiGraph:
-    """Parse a .net file (or `text`) and run every pass; raises NetDslError on bad input."""
+                  after: Callable[[str, nx.DiGraph], None] | None = None, training: bool = False) -> nx.DiGraph:
+    """Parse a .net file (or `text`) and run the passes; raises NetDslError on bad input.
+
+    `training` adds the backward and update nodes of one training step."""
     program = parse_file(path) if text is None else parse_text(text, file)
     g = build(program, overrides)
     if after is not None:
         after("build", g)
-    return passes.run(g, after)
+    return passes.run(g, after, training)
+
+
+class Network:
+    """A checked network with its training-step graph; makes executors."""
+
+    def __init__(self, graph: nx.DiGraph):
+        self.graph = graph
+
+    @property
+    def name(self) -> str:
+        return self.graph.graph["network"]
+
+    @property
+    def train(self):
+        return self.graph.graph["train"]
+
+    def executor(self, backend: str = "reference", batch: int | None = None, seed: int | None = None, **options):
+        from .runtime.select import make_executor
+        return make_executor(self, backend, batch or self.train.batch,
+                             self.train.seed if seed is None else seed, **options)
+
+
+def load(path: str | Path, overrides: dict[str, str] | None = None) -> Network:
+    """Parse, check and build the training step of a .net file."""
+    return Network(compile_graph(path, overrides=overrides, training=True))

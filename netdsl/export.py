@@ -27,7 +27,7 @@ def graph_json(g: nx.DiGraph) -> str:
     for name in topological(g):
         d = g.nodes[name]
         nodes.append({
-            "name": name, "kind": d["kind"], "device": d["device"], "shape": list(d["shape"]),
+            "name": name, "role": d["role"], "kind": d["kind"], "device": d["device"], "shape": list(d["shape"]),
             "inputs": ordered_inputs(g, name),
             "args": {k: _plain(v) for k, v in d.get("args", {}).items()},
             "params": {k: list(v) for k, v in d.get("params", {}).items()},

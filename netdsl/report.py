@@ -60,6 +60,8 @@ def layer_rows(g: nx.DiGraph) -> list[tuple[str, ...]]:
     rows = []
     for name in topological(g):
         node = g.nodes[name]
+        if node["role"] not in ("layer", "input"):
+            continue
         params = sum(math.prod(s) for s in node.get("params", {}).values())
         rows.append((name, node["kind"], node["device"], shape_text(node["shape"]),
                      f"{params:,}" if params else "", f"{node['macs']:,}" if node.get("macs") else ""))

@@ -5,6 +5,8 @@ from collections.abc import Callable
 
 import networkx as nx
 
+from .add_updates import add_updates
+from .build_backward import build_backward
 from .expand_towers import expand_towers
 from .infer_shapes import infer_shapes
 from .place_devices import place_devices
@@ -19,14 +21,21 @@ FORWARD_PASSES: list[tuple[str, Pass]] = [
     ("place_devices", place_devices),
 ]
 
+# Turn the checked forward graph into one training step.
+TRAINING_PASSES: list[tuple[str, Pass]] = [
+    ("build_backward", build_backward),
+    ("add_updates", add_updates),
+]
+
 
 def pass_names() -> list[str]:
-    return [name for name, _ in FORWARD_PASSES]
+    return [name for name, _ in FORWARD_PASSES + TRAINING_PASSES]
 
 
-def run(g: nx.DiGraph, after: Callable[[str, nx.DiGraph], None] | None = None) -> nx.DiGraph:
+def run(g: nx.DiGraph, after: Callable[[str, nx.DiGraph], None] | None = None,
+        training: bool = False) -> nx.DiGraph:
     """Run every pass in order; `after(name, graph)` sees the graph after each."""
-    for name, fn in FORWARD_PASSES:
+    for name, fn in FORWARD_PASSES + (TRAINING_PASSES if training else []):
         g = fn(g)
         if after is not None:
             after(name, g)

@@ -1,0 +1,76 @@
+"""The reference executor: a numpy interpreter of the training-step graph.
+
+It runs each forward layer's numpy `forward` in topological order, then
+walks the backward nodes the build-backward pass added, in their order,
+summing gradients where the graph says so. It is the oracle every generated
+kernel is checked against, so it favours plainness over speed except in
+the kinds' own forward/backward (im2col + BLAS).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import REGISTRY
+from ..layers.base import Context
+from ..passes.infer_shapes import ordered_inputs, topological
+from .base import Executor
+
+
+class ReferenceExecutor(Executor):
+    backend = "reference"
+
+    def __init__(self, graph, batch, seed=0, dtype=np.float32, guard=True):
+        super().__init__(graph, batch, seed, dtype, guard)
+        self.inputs = {n: ordered_inputs(graph, n) for n in self.order}
+        self.backward_order = [n for n in topological(graph) if graph.nodes[n]["role"] in ("backward", "gradsum")]
+
+    def _context(self, node: str, train: bool) -> Context:
+        return Context(train=train, seed=self.seed, step=self.steps, stream=node)
+
+    def _layer_params(self, node: str) -> dict:
+        return {p: self.params[f"{node}.{p}"] for p in self.g.nodes[node].get("params", {})}
+
+    def _forward(self, images, labels, train):
+        values, caches = {self.image_input: images}, {}
+        if self.label_input is not None and labels is not None:
+            values[self.label_input] = labels
+        for node in self.order:
+            d = self.g.nodes[node]
+            if d["role"] != "layer" or (node == self.loss and labels is None):
+                continue
+            layer = REGISTRY[d["kind"]]
+            xs = [values[u] for u in self.inputs[node]]
+            values[node], caches[node] = layer.forward(d["args"], self._layer_params(node), xs,
+                                                       self._context(node, train))
+            self._check(node, values[node], "the output")
+        return values[self.scores_node], values, caches
+
+    def _gradients(self, images, labels, train, with_metrics=False):
+        scores, values, caches = self._forward(images, labels, train)
+        grads, out_grad = {}, {}
+        for node in self.backward_order:
+            d = self.g.nodes[node]
+            if d["role"] == "gradsum":
+                parts = [out_grad.pop((u, d["of"])) for u in self.g.predecessors(node)]
+                out_grad[(node, d["of"])] = sum(parts[1:], parts[0])
+                continue
+            layer_name = d["of"]
+            ld = self.g.nodes[layer_name]
+            layer = REGISTRY[ld["kind"]]
+            upstream = [u for u in self.g.predecessors(node) if u != layer_name]
+            dy = np.ones((), self.dtype) if layer_name == self.loss else out_grad.pop((upstream[0], layer_name))
+            dxs, dparams = layer.backward(ld["args"], self._layer_params(layer_name), caches.pop(layer_name), dy,
+                                          self._context(layer_name, train))
+            for pname, grad in dparams.items():
+                grads[f"{layer_name}.{pname}"] = grad
+                self._check(layer_name, grad, f"the gradient of {pname}")
+            for source, dx in zip(self.inputs[layer_name], dxs):
+                if dx is not None and self.g.nodes[source]["role"] == "layer":
+                    self._check(layer_name, dx, "the input gradient")
+                    out_grad[(node, source)] = dx
+        loss = values[self.loss]
+        grads = {k: grads[k] for k in self.params}  # graph order
+        if not with_metrics:
+            return loss, grads
+        metrics = REGISTRY[self.g.nodes[self.loss]["kind"]].metrics(scores, labels)
+        return loss, grads, metrics
