@@ -23,6 +23,9 @@ POOL_EXAMPLES = (
     Example({"size": 2, "stride": 2, "pad": 0, "ceil": True}, [(5, 5, 7)], "partial edge windows"),
     Example({"size": 3, "stride": 2, "pad": 1, "ceil": False}, [(2, 6, 5)], "padded"),
     Example({"size": 3, "stride": 3, "pad": 0, "ceil": True}, [(1, 8, 8)], "ceil with leftover"),
+    Example({"size": 3, "stride": 2, "pad": 1, "ceil": True}, [(3, 6, 7)], "padded and ceil: last windows hang past the padding"),
+    Example({"size": 2, "stride": 3, "pad": 0, "ceil": True}, [(5, 8, 7)], "gaps between windows, partial last column"),
+    Example({"size": 2}, [(3, 5, 6)], "default stride and pad: odd height drops a row"),
 )
 
 

@@ -1,6 +1,8 @@
 """Average pooling. A window is divided by the number of input elements it
 really covers (PyTorch's count_include_pad=False), so edge windows are
-plain means of what they see."""
+plain means of what they see. That holds for the windows `ceil` adds past
+the padding too, as in PyTorch with ceil_mode=True (whose count_include_pad=True
+would count the padding but not the overhang)."""
 from __future__ import annotations
 
 import numpy as np

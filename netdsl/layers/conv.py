@@ -59,6 +59,7 @@ class Conv(WeightedLayer):
         Example({"filters": 5, "size": 5, "stride": 1, "pad": 0}, [(5, 9, 9)]),
         Example({"filters": 3, "size": 1, "stride": 1, "pad": 0}, [(5, 3, 3)], "1x1"),
         Example({"filters": 2, "size": 4, "stride": 3, "pad": 2}, [(3, 11, 10)], "overlap and odd width"),
+        Example({"filters": 1, "size": 2, "stride": 2, "pad": 1}, [(1, 5, 4)], "one channel in and out, even kernel"),
     )
 
     def output_shape(self, a, in_shapes):
@@ -83,9 +84,11 @@ class Conv(WeightedLayer):
         n = x.shape[0]
         oh, ow = spatial_out(x.shape[2], k, s, p), spatial_out(x.shape[3], k, s, p)
         cols = im2col(x, k, s, p, oh, ow)
-        w = params["weight"].reshape(a["filters"], -1)
-        y = (w @ cols).reshape(a["filters"], n, oh, ow).transpose(1, 0, 2, 3)
-        y = y + params["bias"].reshape(1, -1, 1, 1)
+        y = params["weight"].reshape(a["filters"], -1) @ cols
+        # Bias in place on the fresh product, so the batch-first reorder below
+        # is the only copy of the output.
+        y += params["bias"][:, None]
+        y = y.reshape(a["filters"], n, oh, ow).transpose(1, 0, 2, 3)
         return np.ascontiguousarray(y), (x.shape, cols)
 
     def backward(self, a, params, cache, dy, ctx):

@@ -23,7 +23,11 @@ class Dropout(Layer):
     doc = "zeroes each unit with probability `rate` in training (scaled by 1/(1-rate)); identity at test"
     args = (ArgSpec("rate", "float", 0.5, probability, doc="probability of dropping a unit"),)
     traits = frozenset({"elementwise", "random"})
-    examples = (Example({"rate": 0.5}, [(3, 4, 5)]), Example({"rate": 0.25}, [(9,)]))
+    examples = (
+        Example({"rate": 0.5}, [(3, 4, 5)]),
+        Example({"rate": 0.25}, [(9,)]),
+        Example({"rate": 0.0}, [(5,)], "nothing dropped: the identity"),
+    )
 
     def forward(self, a, params, xs, ctx):
         x = xs[0]
