@@ -66,6 +66,64 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train.launch import resume_run, start_run
+    progress = False if args.no_progress else None
+    if args.resume:
+        trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress)
+    else:
+        if not args.file:
+            raise NetDslError("train needs a .net file (or --resume RUN)")
+        trainer = start_run(args.file, parse_sets(args.set), args.data, args.out, args.backend, args.epochs,
+                            args.batch, args.seed, args.workers, args.save_every, progress)
+    history = trainer.run()
+    if history:
+        last = history[-1]
+        print(f"done: {len(history)} epoch(s); validation top-1 error {last['val_top1_error']:.2%}, "
+              f"top-5 {last['val_top5_error']:.2%}; run in {trainer.run_dir}")
+    return 0
+
+
+def cmd_test(args) -> int:
+    from .train.launch import test_checkpoint
+    result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch)
+    crops = "ten-crop" if args.ten_crop else "centre crop"
+    print(f"{result['images']} validation images ({crops}): loss {result['loss']:.4f}, "
+          f"top-1 error {result['top1_error']:.2%}, top-5 error {result['top5_error']:.2%}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .train.launch import predict
+    for path, ranked in predict(args.checkpoint, args.images, args.backend):
+        print(path)
+        for name, p in ranked:
+            print(f"  {p:7.2%}  {name}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from .data.prepare import prepare
+    try:
+        data = prepare(args.dir, size=args.size, workers=args.workers)
+    except ValueError as exc:
+        raise NetDslError(str(exc)) from None
+    print(f"{len(data.train_labels)} training and {len(data.val_labels)} validation images, "
+          f"{len(data.classes)} classes, {data.size}x{data.size}, cached in {data.cache_dir}"
+          + (f"; {len(data.skipped)} unreadable file(s) skipped" if data.skipped else ""))
+    return 0
+
+
+def cmd_make_dataset(args) -> int:
+    from .data.synthetic import make_digits, make_shapes
+    try:
+        root = make_shapes(args.dir, seed=args.seed) if args.kind == "shapes" else make_digits(args.dir, seed=args.seed)
+    except (ValueError, ImportError) as exc:
+        raise NetDslError(str(exc)) from None
+    print(f"wrote the {args.kind} dataset to {root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netdsl", description="Describe, compile and train AlexNet-family networks.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -82,6 +140,51 @@ def build_parser() -> argparse.ArgumentParser:
     c = net_command("compile", "check a network and write its graph", cmd_compile)
     c.add_argument("-o", "--output", metavar="DIR", help="output directory (default out/<network>)")
     c.add_argument("--dump-after", metavar="PASS", help="print the graph after this pass")
+
+    c = sub.add_parser("train", help="train a network on an image folder (or the built-in shapes data)")
+    c.add_argument("file", nargs="?", help="a .net file")
+    c.add_argument("--data", metavar="DIR", help="ImageNet-layout folder: DIR/train/<class>/*, DIR/val/<class>/*")
+    c.add_argument("--out", metavar="RUN", help="run directory (default runs/<network>-<time>)")
+    c.add_argument("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped")
+    c.add_argument("--epochs", type=int)
+    c.add_argument("--batch", type=int)
+    c.add_argument("--seed", type=int)
+    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a param or train setting")
+    c.add_argument("--workers", type=int, default=2, help="loader threads (default 2)")
+    c.add_argument("--save-every", type=int, default=0, metavar="N", help="also checkpoint every N batches")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(fn=cmd_train)
+
+    c = sub.add_parser("test", help="top-1/top-5 error of a checkpoint on DIR/val")
+    c.add_argument("file", nargs="?", help="the .net file (optional: the run directory remembers it)")
+    c.add_argument("--checkpoint", required=True, metavar="CKPT")
+    c.add_argument("--data", required=True, metavar="DIR")
+    c.add_argument("--ten-crop", action="store_true", help="average the softmax over the paper's ten patches")
+    c.add_argument("--batch", type=int)
+    c.set_defaults(fn=cmd_test)
+
+    c = sub.add_parser("predict", help="top-5 classes of images")
+    c.add_argument("checkpoint", metavar="CKPT")
+    c.add_argument("images", nargs="+", metavar="IMAGE")
+    c.set_defaults(fn=cmd_predict)
+
+    c = sub.add_parser("prepare", help="decode an image folder into the preprocessing cache")
+    c.add_argument("dir")
+    c.add_argument("--size", type=int, default=256, help="short side and square crop (default 256)")
+    c.add_argument("--workers", type=int, help="decoding processes (default: one per core)")
+    c.set_defaults(fn=cmd_prepare)
+
+    c = sub.add_parser("make-dataset", help="write a built-in dataset as an ImageNet-layout folder")
+    c.add_argument("kind", choices=["shapes", "digits"])
+    c.add_argument("dir")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(fn=cmd_make_dataset)
+
+    for c in sub.choices.values():
+        if c.get_default("fn") in (cmd_info, cmd_compile, cmd_make_dataset, cmd_prepare):
+            continue
+        c.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda"],
+                       help="auto: cuda if PyCUDA sees a GPU, else cpu if a C compiler is here, else reference")
     return p
 
 

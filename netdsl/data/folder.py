@@ -88,13 +88,14 @@ def scan_folder(root: str | Path) -> FolderDataset:
 
     val_dir = root / "val"
     if val_dir.is_dir():
-        unknown = [name for name in _class_folders(val_dir) if name not in index]
+        val_classes = _class_folders(val_dir)
+        unknown = [name for name in val_classes if name not in index]
         if unknown:
             raise ValueError(
                 f"{val_dir} has {len(unknown)} class folders that train/ does not have "
                 f"({_first(unknown)}); every validation class needs a training folder"
             )
-        val = _labelled_images(val_dir, _class_folders(val_dir), index)
+        val = _labelled_images(val_dir, val_classes, index)
     else:
         warnings.warn(f"{root} has no val/ folder: no validation images", DataWarning, stacklevel=2)
         val = []
@@ -105,7 +106,7 @@ def scan_folder(root: str | Path) -> FolderDataset:
 
 
 def _class_folders(split_dir: Path) -> list[str]:
-    # Hidden folders are tool droppings (.ipynb_checkpoints, .DS_Store dirs), never classes.
+    # Hidden folders are tool droppings (.ipynb_checkpoints, .git), never classes.
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 

@@ -84,27 +84,23 @@ def prepare(
     target = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(dataset.root, size)
     if _fingerprint_in(target) == fingerprint:
         return load_prepared(target)
+    if target.is_dir() and any(target.iterdir()) and not (target / "meta.json").is_file():
+        # Builds are renamed into place whole, so a cache always has meta.json: this is someone's folder.
+        raise ValueError(f"{target} exists and is not a prepared-dataset cache; refusing to replace it")
 
     target.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the target and renamed into place, so a killed run leaves no valid-looking cache.
     building = target.with_name(f".{target.name}.building-{uuid.uuid4().hex[:8]}")
     building.mkdir()
     try:
-        meta = _build(dataset, size, building, workers or os.cpu_count() or 1, progress)
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        meta = _build(dataset, size, building, workers, progress)
         _write_json(building / "meta.json", {**meta, "fingerprint": fingerprint})
         _swap_in(building, target)
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    skipped = meta["skipped"]
-    if skipped:
-        shown = ", ".join(skipped[:SKIPPED_SHOWN])
-        more = f" and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable image(s) in {dataset.root}: {shown}{more} "
-            f"(all listed in {target / 'meta.json'})",
-            DataWarning,
-            stacklevel=2,
-        )
+    if meta["skipped"]:
+        _warn_skipped(meta["skipped"], dataset.root, target / "meta.json")
     return load_prepared(target)
 
 
@@ -198,7 +194,7 @@ def _build(dataset: FolderDataset, size: int, out: Path, workers: int, progress:
 
 def _decode_split(items, size, images_path, pool, bar, with_moments) -> tuple[list[int], _Moments | None]:
     """Fill a split's image file; returns the indices that failed and the summed moments."""
-    np.lib.format.open_memmap(images_path, "w+", np.uint8, (len(items), size, size, 3)).flush()
+    np.lib.format.open_memmap(images_path, "w+", np.uint8, (len(items), size, size, 3))
     tasks = [
         (str(images_path), start, [str(path) for path, _ in items[start : start + CHUNK]], size, with_moments)
         for start in range(0, len(items), CHUNK)
@@ -224,25 +220,23 @@ class _Moments:
 
     images: int
     pixel_sum: np.ndarray  # size x size x 3 int64
-    channel_sum: np.ndarray  # (3,) float64, integer valued
-    channel_outer: np.ndarray  # (3, 3) float64, integer valued
+    channel_outer: np.ndarray  # 3 x 3 float64 sums of products of 0..255 values, integer valued
 
     @classmethod
     def zeros(cls, size: int) -> _Moments:
-        return cls(0, np.zeros((size, size, 3), np.int64), np.zeros(3), np.zeros((3, 3)))
+        return cls(0, np.zeros((size, size, 3), np.int64), np.zeros((3, 3)))
 
     def add(self, image: np.ndarray) -> None:
         self.images += 1
         self.pixel_sum += image
-        pixels = image.reshape(-1, 3).astype(np.float64)
-        self.channel_sum += pixels.sum(axis=0)
-        self.channel_outer += pixels.T @ pixels
+        planes = np.ascontiguousarray(image.reshape(-1, 3).T, dtype=np.float64)
+        # einsum, not BLAS: a 3 x 3 product is too small to thread, and workers already fill the cores.
+        self.channel_outer += np.einsum("ik,jk->ij", planes, planes)
 
     def __add__(self, other: _Moments) -> _Moments:
         return _Moments(
             self.images + other.images,
             self.pixel_sum + other.pixel_sum,
-            self.channel_sum + other.channel_sum,
             self.channel_outer + other.channel_outer,
         )
 
@@ -250,7 +244,7 @@ class _Moments:
         """Mean image (0..255) and the eigen-decomposition of the [0, 1] RGB covariance."""
         mean = (self.pixel_sum / self.images).astype(np.float32)
         pixels = self.images * self.pixel_sum.shape[0] * self.pixel_sum.shape[1]
-        centre = self.channel_sum / pixels
+        centre = self.pixel_sum.sum(axis=(0, 1)) / pixels
         covariance = (self.channel_outer / pixels - np.outer(centre, centre)) / 255.0**2
         eigval, eigvec = np.linalg.eigh(covariance)
         eigval, eigvec = np.clip(eigval[::-1], 0.0, None), eigvec[:, ::-1]
@@ -274,7 +268,8 @@ def _decode_chunk(task: tuple[str, int, list[str], int, bool]) -> tuple[list[int
         images[start + offset] = image
         if moments is not None:
             moments.add(image)
-    images.flush()
+    # No flush: the mapping is shared, so the parent reads the same page cache; an
+    # msync per chunk would only add a disk wait.
     return failed, moments
 
 
@@ -285,8 +280,7 @@ def _drop_rows(images_path: Path, keep: np.ndarray) -> None:
     new = np.lib.format.open_memmap(compact_path, "w+", np.uint8, (len(keep),) + old.shape[1:])
     for start in range(0, len(keep), 256):
         new[start : start + 256] = old[keep[start : start + 256]]
-    new.flush()
-    del old, new
+    del old, new  # unmap both before the rename
     os.replace(compact_path, images_path)
 
 
@@ -300,6 +294,13 @@ def _swap_in(building: Path, target: Path) -> None:
         os.rename(target, stale)
         shutil.rmtree(stale, ignore_errors=True)
     os.rename(building, target)
+
+
+def _warn_skipped(skipped: list[str], root: Path, listing: Path) -> None:
+    shown = ", ".join(skipped[:SKIPPED_SHOWN])
+    more = f" and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
+    message = f"skipped {len(skipped)} unreadable image(s) in {root}: {shown}{more} (all listed in {listing})"
+    warnings.warn(message, DataWarning, stacklevel=3)
 
 
 def _write_json(path: Path, value: dict) -> None:

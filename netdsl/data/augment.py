@@ -1,0 +1,196 @@
+"""The paper's data augmentation, over a batch at a time.
+
+Input: uint8 images N x S x S x 3 (HWC, RGB) from the prepared cache.
+Output: float32 N x 3 x c x c (NCHW, the executors' layout) on the 0..255 pixel
+scale, with the training mean image subtracted.
+
+Choices, all in the spirit of Krizhevsky et al. 2012:
+
+* Mean subtraction subtracts the per-pixel mean image over the training set
+  ("the mean activity over the training set from each pixel"), taken at the
+  same window as the crop and mirrored with it, so every output pixel has the
+  mean of the very source pixel it came from removed (Caffe's convention;
+  cuda-convnet subtracts the centre window instead).
+* PCA lighting adds PIXEL_MAX * eigvec @ (alpha * eigval) to every pixel, with
+  alpha ~ N(0, std) drawn per image and per component. eigval/eigvec describe
+  RGB scaled to [0, 1] (see prepare.py), hence the PIXEL_MAX factor.
+* ten_crop returns 10 x N x 3 x c x c, crop-major: [top-left, top-right,
+  bottom-left, bottom-right, centre, then the same five mirrored]. Each
+  crop[k] is a contiguous batch the network can run as is; averaging the
+  softmax over axis 0 gives the paper's ten-patch prediction.
+* Centre windows start at (S - c) // 2.
+
+Randomness comes from counter_rng(seed, stream, epoch, batch): a Philox
+generator whose counter starts at (epoch, batch), so a batch's augmentation
+depends only on those numbers, never on which worker made it or when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PIXEL_MAX = 255.0
+AUGMENT_STREAM = 1
+CROP_MODES = ("random", "center", "ten")
+
+
+def counter_rng(seed: int, stream: int, epoch: int, index: int) -> np.random.Generator:
+    """Generator for item `index` of `epoch`: key (seed, stream), counter (epoch, index).
+
+    Draws advance the two low counter words only, so streams of different
+    (epoch, index) can never overlap.
+    """
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    return np.random.Generator(np.random.Philox(key=[seed, stream], counter=[0, 0, index, epoch]))
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """What to do to each batch.
+
+    crop: output side c (None keeps the prepared size); crop_mode: "random"
+    (training), "center" or "ten" (evaluation, deterministic); flip: mirror
+    each image with probability 1/2; pca_std: std of the lighting alphas (paper
+    0.1, 0 disables); mean_subtract: remove the training mean image.
+    """
+
+    crop: int | None = None
+    flip: bool = False
+    pca_std: float = 0.0
+    mean_subtract: bool = True
+    crop_mode: str = "random"
+
+    def __post_init__(self):
+        if self.crop_mode not in CROP_MODES:
+            raise ValueError(f"unknown crop mode {self.crop_mode!r}; expected one of {', '.join(CROP_MODES)}")
+        if self.crop is not None and self.crop < 1:
+            raise ValueError(f"crop size must be positive, got {self.crop}")
+        if self.pca_std < 0:
+            raise ValueError(f"pca_std must be non-negative, got {self.pca_std}")
+        if self.crop_mode != "random" and (self.flip or self.pca_std):
+            raise ValueError(f"crop mode {self.crop_mode!r} is for evaluation: it takes no flip or PCA lighting")
+
+    @classmethod
+    def paper_train(cls, crop: int = 224) -> AugmentSpec:
+        return cls(crop=crop, flip=True, pca_std=0.1)
+
+    @classmethod
+    def paper_test(cls, crop: int = 224, ten: bool = False) -> AugmentSpec:
+        return cls(crop=crop, crop_mode="ten" if ten else "center")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Where each image of a batch is cut: top-left corner and whether it is mirrored."""
+
+    top: np.ndarray
+    left: np.ndarray
+    flipped: np.ndarray
+
+
+def random_windows(rng: np.random.Generator, count: int, size: int, crop: int, flip: bool) -> Windows:
+    """Independent uniform offsets per image, each mirrored with probability 1/2 if `flip`."""
+    _check_fits(size, crop)
+    top = rng.integers(0, size - crop + 1, count)
+    left = rng.integers(0, size - crop + 1, count)
+    flipped = rng.random(count) < 0.5 if flip else np.zeros(count, bool)
+    return Windows(top, left, flipped)
+
+
+def fixed_windows(count: int, top: int, left: int, flipped: bool = False) -> Windows:
+    return Windows(np.full(count, top), np.full(count, left), np.full(count, flipped))
+
+
+def ten_crop_windows(count: int, size: int, crop: int) -> list[Windows]:
+    _check_fits(size, crop)
+    far, centre = size - crop, (size - crop) // 2
+    corners = [(0, 0), (0, far), (far, 0), (far, far), (centre, centre)]
+    return [fixed_windows(count, top, left, flipped) for flipped in (False, True) for top, left in corners]
+
+
+def extract(images: np.ndarray, windows: Windows, crop: int, mean: np.ndarray | None = None) -> np.ndarray:
+    """Cut, mirror, mean-subtract and transpose to float32 NCHW in one pass per image.
+
+    A loop over images of whole-window numpy operations: each step touches
+    c*c*3 values, so the loop costs microseconds per image, and it avoids the
+    index arrays a fully vectorised gather would build.
+    """
+    count = len(images)
+    out = np.empty((count, 3, crop, crop), np.float32)
+    mean_chw = None if mean is None else np.ascontiguousarray(mean.transpose(2, 0, 1), dtype=np.float32)
+    for i in range(count):
+        top, left = windows.top[i], windows.left[i]
+        columns = _columns(left, crop, windows.flipped[i])
+        source = images[i, top : top + crop, columns].transpose(2, 0, 1)
+        if mean_chw is None:
+            out[i] = source
+        else:
+            np.subtract(source, mean_chw[:, top : top + crop, columns], out=out[i])
+    return out
+
+
+def lighting_shifts(
+    rng: np.random.Generator, count: int, std: float, eigval: np.ndarray, eigvec: np.ndarray
+) -> np.ndarray:
+    """The per-image RGB offsets of PCA lighting, count x 3, on the 0..255 scale."""
+    alpha = rng.normal(0.0, std, (count, 3))
+    return PIXEL_MAX * (alpha * eigval) @ eigvec.T
+
+
+def add_lighting(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Add each image's RGB shift to all its pixels, in place (NCHW batch)."""
+    batch += shifts[:, :, None, None].astype(np.float32)
+    return batch
+
+
+def random_crop(
+    images: np.ndarray, crop: int, rng: np.random.Generator, flip: bool = False, mean: np.ndarray | None = None
+) -> np.ndarray:
+    return extract(images, random_windows(rng, len(images), images.shape[1], crop, flip), crop, mean)
+
+
+def center_crop(images: np.ndarray, crop: int, mean: np.ndarray | None = None) -> np.ndarray:
+    size = images.shape[1]
+    _check_fits(size, crop)
+    return extract(images, fixed_windows(len(images), (size - crop) // 2, (size - crop) // 2), crop, mean)
+
+
+def ten_crop(images: np.ndarray, crop: int, mean: np.ndarray | None = None) -> np.ndarray:
+    """10 x N x 3 x c x c, in the order given in the module docstring."""
+    return np.stack([extract(images, w, crop, mean) for w in ten_crop_windows(len(images), images.shape[1], crop)])
+
+
+def augment_batch(
+    images: np.ndarray,
+    spec: AugmentSpec,
+    rng: np.random.Generator,
+    mean: np.ndarray,
+    eigval: np.ndarray,
+    eigvec: np.ndarray,
+) -> np.ndarray:
+    """Apply `spec` to a uint8 HWC batch; draws windows first, then lighting alphas."""
+    crop = spec.crop or images.shape[1]
+    mean = mean if spec.mean_subtract else None
+    if spec.crop_mode == "ten":
+        return ten_crop(images, crop, mean)
+    if spec.crop_mode == "center":
+        return center_crop(images, crop, mean)
+    batch = random_crop(images, crop, rng, spec.flip, mean)
+    if spec.pca_std:
+        add_lighting(batch, lighting_shifts(rng, len(images), spec.pca_std, eigval, eigvec))
+    return batch
+
+
+def _columns(left: int, crop: int, flipped: bool) -> slice:
+    """Columns left .. left+crop-1, right to left when mirrored: a view, never a copy."""
+    if not flipped:
+        return slice(left, left + crop)
+    return slice(left + crop - 1, left - 1 if left else None, -1)
+
+
+def _check_fits(size: int, crop: int) -> None:
+    if crop > size:
+        raise ValueError(f"crop {crop} is larger than the {size}x{size} prepared images")
