@@ -1,93 +1,12 @@
-"""Cases for the kernel tests: every example of every registered kind, at
-batch 1 and 3, each rendered under a node name of its own so all of them fit
-in one module per target (one compiler run, not one per case).
-
-Inputs are drawn one way for every kind: values for float buffers, class
-labels for int32 ones, so no test names a kind.
-"""
+"""The kernel tests share cases through kernel_cases.py, a plain module: a
+conftest is no place for them, since every test folder has a module of that
+name and only one of them can be imported under it."""
 from __future__ import annotations
 
 import sys
-import zlib
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-
-import numpy as np
-
-from netdsl import rng
-from netdsl.codegen import complete_args, render_layer
-from netdsl.layers import REGISTRY
-from netdsl.layers.base import Context, Layer
 
 # tests/ holds modules shared across test folders (tolerances.py).
 _TESTS = str(Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
-
-BATCHES = (1, 3)
-SEED, STEP = 2012, 7
-
-
-@dataclass(frozen=True)
-class KernelCase:
-    kind: str
-    index: int
-    batch: int
-
-    def __str__(self) -> str:
-        return f"{self.kind}-{self.index}-b{self.batch}"
-
-    @property
-    def layer(self) -> Layer:
-        return REGISTRY[self.kind]
-
-    @property
-    def node(self) -> str:
-        return f"test.{self.kind}{self.index}@b{self.batch}"
-
-    @property
-    def args(self) -> dict:
-        return complete_args(self.kind, self.layer.examples[self.index].args)
-
-    @property
-    def in_shapes(self) -> list[tuple[int, ...]]:
-        return [tuple(s) for s in self.layer.examples[self.index].in_shapes]
-
-    def render(self, target: str):
-        out_shape = self.layer.output_shape(self.args, self.in_shapes)
-        return render_layer(self.kind, self.node, 100 + self.index, self.args, self.in_shapes, out_shape,
-                            self.batch, target)
-
-    def context(self, train: bool = True) -> Context:
-        return Context(train=train, seed=SEED, step=STEP, stream=self.node)
-
-    def scalars(self, train: bool = True) -> dict:
-        key0, key1 = rng.stream_key(SEED, self.node)
-        return {"key0": int(key0), "key1": int(key1), "step": STEP, "train": int(train)}
-
-    @cached_property
-    def data(self) -> dict[str, np.ndarray]:
-        """Inputs, parameters and the output gradient, float64 (labels int64), batch-first."""
-        gen = np.random.default_rng(zlib.crc32(str(self).encode()))
-        source = self.render("c")
-        data = {}
-        for i, shape in enumerate(self.in_shapes):
-            buffer = source.buffers[f"x{i}"]
-            if buffer.dtype == "int32":  # class labels for the first input's classes
-                data[f"x{i}"] = gen.integers(0, self.in_shapes[0][0], buffer.size)
-            else:
-                values = gen.standard_normal((self.batch,) + shape)
-                # Batch 3 rounds to halves: many ties, as after relu, so max pooling's
-                # choice of the first maximum is exercised.
-                data[f"x{i}"] = np.round(values * 2) / 2 if self.batch == 3 else values
-        for name, shape in self.layer.param_shapes(self.args, self.in_shapes).items():
-            data[name] = gen.normal(0.0, 0.5, shape)
-        out = source.buffers["y"]
-        data["dy"] = gen.standard_normal(out.size)
-        return data
-
-
-def all_cases() -> list[KernelCase]:
-    return [KernelCase(kind, i, batch) for kind in sorted(REGISTRY)
-            for i in range(len(REGISTRY[kind].examples)) for batch in BATCHES]

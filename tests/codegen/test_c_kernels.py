@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 
 import pytest
-from checks import check_backward, check_forward
-from conftest import all_cases
+from kernel_checks import check_backward, check_forward
+from kernel_cases import all_cases
 
 from netdsl.codegen import render_module
 from netdsl.runtime import cbuild

@@ -2,20 +2,22 @@
 and no kernel spills registers to local memory.
 
 Every case of every kind goes into one module, plus an AlexNet-sized conv
-and fc so the large matrix-product tiles are built too, and one nvcc run
+and fc and every matrix-product variant at every tile, and one nvcc run
 compiles it for both architectures (nvcc is slow; -Xptxas -v reports each
 kernel's registers and spills).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
 
 import pytest
-from conftest import all_cases
+from kernel_cases import all_cases, gemm_variants
 
 from netdsl.codegen import render_layer, render_module
+from netdsl.codegen.targets import GEMM_TILES
 
 ARCHS = ("sm_80", "sm_90")
 
@@ -43,39 +45,51 @@ def parse_ptxas(log: str) -> dict[tuple[str, str], dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
+def compiled(request, tmp_path_factory):
+    """(sources, nvcc's return code, nvcc's messages); the messages are kept in
+    pytest's cache under the hash of source, flags and nvcc, so an unchanged
+    module is not compiled again."""
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc not on PATH: generated CUDA cannot be compiled here")
     sources = [case.render("cuda") for case in all_cases()]
     sources += [render_layer(kind, node, 1, args, shapes, out, batch, "cuda")
                 for kind, node, args, shapes, out, batch in LARGE_LAYERS]
+    text = render_module(sources, "cuda", gemms=gemm_variants("cuda", GEMM_TILES))
     folder = tmp_path_factory.mktemp("cuda")
-    module = folder / "kernels.cu"
-    module.write_text(render_module(sources, "cuda"))
     gencode = [flag for arch in ARCHS for flag in ("-gencode", f"arch=compute_{arch[3:]},code={arch}")]
     command = ["nvcc", "-fatbin", *gencode, "--threads", str(len(ARCHS)), "-Xptxas", "-v",
-               "-Werror", "all-warnings", str(module), "-o", str(folder / "kernels.fatbin")]
-    result = subprocess.run(command, capture_output=True, text=True)
-    return sources, result
+               "-Werror", "all-warnings", str(folder / "kernels.cu"), "-o", str(folder / "kernels.fatbin")]
+    version = subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([text, " ".join(command[:-4]), version]).encode()).hexdigest()[:24]
+    cache = getattr(request.config, "cache", None)
+    found = cache.get(f"netdsl/nvcc/{key}", None) if cache else None
+    if found is None:
+        (folder / "kernels.cu").write_text(text)
+        result = subprocess.run(command, capture_output=True, text=True)
+        found = {"returncode": result.returncode, "stderr": result.stderr}
+        if cache and result.returncode == 0:
+            cache.set(f"netdsl/nvcc/{key}", found)
+    return sources, found["returncode"], found["stderr"]
 
 
 def test_module_compiles_for_every_arch(compiled):
-    _, result = compiled
-    assert result.returncode == 0, result.stderr[-4000:]
+    _, returncode, messages = compiled
+    assert returncode == 0, messages[-4000:]
 
 
 def test_every_kernel_is_built_for_every_arch(compiled):
-    sources, result = compiled
-    built = parse_ptxas(result.stderr)
+    sources, _, messages = compiled
+    built = parse_ptxas(messages)
     names = {kernel.name for source in sources for kernel in source.kernels}
     assert any(name.endswith("128x128") for name in names), "the large layers should use the large tile"
+    names |= {variant.name for variant in gemm_variants("cuda", GEMM_TILES)}
     missing = [(name, arch) for name in sorted(names) for arch in ARCHS if (name, arch) not in built]
     assert not missing, f"not compiled: {missing[:10]}"
 
 
 def test_no_kernel_spills(compiled):
-    sources, result = compiled
-    built = parse_ptxas(result.stderr)
+    sources, _, messages = compiled
+    built = parse_ptxas(messages)
     spilled = {key: stats for key, stats in built.items()
                if stats.get("spill_stores", 0) or stats.get("spill_loads", 0) or stats.get("stack", 0)}
     assert not spilled, f"kernels using local memory: {spilled}"

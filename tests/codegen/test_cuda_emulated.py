@@ -7,8 +7,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from checks import check_backward, check_forward
-from conftest import all_cases
+from kernel_checks import check_backward, check_forward
+from kernel_cases import all_cases
 from cuda_emulator import Emulator
 
 from netdsl.codegen import render_module

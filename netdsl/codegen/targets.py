@@ -1,0 +1,95 @@
+"""The two targets as data: which dialect and matrix-product templates they
+use, how kernels are launched, and which matrix-product routine a call gets.
+
+C runs each kernel as a plain function whose loops OpenMP spreads over the
+cores, and hands matrix products to BLAS (`gemm_c.j2`). CUDA launches a grid
+per kernel and computes matrix products with the tiled kernel of
+`gemm_cuda.j2`, picking the tile per call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .plan import GemmVariant, Launch
+
+# A flat kernel's block: 256 threads keeps eight warps per block and lets
+# elementwise kernels reach full occupancy on sm_80 and sm_90.
+FLAT_THREADS = 256
+# Grid-stride loops cover any size, so the grid is capped where more blocks
+# only add scheduling work (and stays inside gridDim.x's 65535 for rows).
+MAX_BLOCKS = 65535
+# Tiles of the CUDA matrix product, largest first: a tile is used when the
+# call still yields this many blocks (about two waves on a 132-SM H100).
+GEMM_TILES = ((128, 128), (64, 64))
+GEMM_MIN_BLOCKS = 264
+
+
+def _transposes(trans_a: bool, trans_b: bool) -> str:
+    return ("t" if trans_a else "n") + ("t" if trans_b else "n")
+
+
+def _blocks(n: int, per_block: int) -> int:
+    return max(1, min(MAX_BLOCKS, -(-n // per_block)))
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    dialect: str
+    gemm_template: str
+
+    def flat_launch(self, n: int) -> Launch:
+        raise NotImplementedError
+
+    def rows_launch(self, rows: int, cols: int) -> Launch:
+        raise NotImplementedError
+
+    def gemm(self, trans_a: bool, trans_b: bool, m: int, n: int, batch: int,
+             tile: tuple[int, int] | None = None) -> tuple[GemmVariant, Launch]:
+        raise NotImplementedError
+
+
+class CTarget(Target):
+    def flat_launch(self, n):
+        return Launch()
+
+    def rows_launch(self, rows, cols):
+        return Launch()
+
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None):
+        name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}"
+        return GemmVariant(name, trans_a, trans_b), Launch()
+
+
+class CudaTarget(Target):
+    def flat_launch(self, n):
+        return Launch((_blocks(n, FLAT_THREADS), 1, 1), (FLAT_THREADS, 1, 1))
+
+    def rows_launch(self, rows, cols):
+        # One block per row; a narrow row gets a narrow block (whole warps, for the shuffles).
+        threads = 32
+        while threads < min(cols, FLAT_THREADS):
+            threads *= 2
+        return Launch((max(1, min(rows, MAX_BLOCKS)), 1, 1), (threads, 1, 1))
+
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None):
+        if tile is not None:
+            if tuple(tile) not in GEMM_TILES:
+                raise ValueError(f"no {tile} tile; the CUDA matrix product has {GEMM_TILES}")
+            tile_m, tile_n = tile
+        else:
+            for tile_m, tile_n in GEMM_TILES:
+                if -(-m // tile_m) * -(-n // tile_n) * batch >= GEMM_MIN_BLOCKS:
+                    break
+        name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}_{tile_m}x{tile_n}"
+        variant = GemmVariant(name, trans_a, trans_b, tile_m, tile_n)
+        threads = (tile_m // 8) * (tile_n // 8)
+        if batch > MAX_BLOCKS or -(-m // tile_m) > MAX_BLOCKS:
+            raise ValueError(f"matrix product too large for one launch: {m} rows, batch {batch}")
+        return variant, Launch((-(-n // tile_n), -(-m // tile_m), batch), (threads, 1, 1))
+
+
+TARGETS: dict[str, Target] = {
+    "c": CTarget("c", "_c.j2", "gemm_c.j2"),
+    "cuda": CudaTarget("cuda", "_cuda.j2", "gemm_cuda.j2"),
+}
