@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..data.augment import AugmentSpec
 from ..errors import NetDslError
 from ..paths import cache_dir
@@ -49,6 +51,20 @@ def data_plan(net, ten_crop: bool | None = None) -> tuple[int, AugmentSpec, Augm
     ten = spec.test.name == "ten_crop" if ten_crop is None else ten_crop
     test = AugmentSpec(crop=side, crop_mode="ten" if ten else "center")
     return prepared, train, test
+
+
+def input_scale(net) -> float:
+    """The `scale(factor)` augmentation's factor, applied to every batch (1 if absent)."""
+    scale = net.train.augmentation("scale")
+    return scale.kwargs["factor"] if scale is not None else 1.0
+
+
+def scaled(batches, factor: float):
+    """(images * factor, labels) for each batch; the images are the loader's own arrays."""
+    for images, labels in batches:
+        if factor != 1.0:
+            images *= np.float32(factor)
+        yield images, labels
 
 
 def default_dataset() -> Path:

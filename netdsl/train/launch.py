@@ -15,7 +15,7 @@ from ..data.folder import decode_square
 from ..data.loader import BatchLoader
 from ..data.prepare import prepare
 from ..errors import NetDslError
-from .datasets import class_count, data_plan, default_dataset
+from .datasets import class_count, data_plan, default_dataset, input_scale, scaled
 from .evaluate import evaluate, probabilities
 from .trainer import RunOptions, Trainer, read_config, write_config
 
@@ -91,7 +91,7 @@ def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool, backend: str
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"])
     ex.load(checkpoint)
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
-        return evaluate(ex, loader)
+        return evaluate(ex, scaled(loader, input_scale(net)))
 
 
 def predict(checkpoint: str, images: list[str], backend: str, top: int = 5) -> list[tuple[str, list]]:
@@ -110,7 +110,7 @@ def predict(checkpoint: str, images: list[str], backend: str, top: int = 5) -> l
             pixels = decode_square(path, prepared_size)
         except Exception as exc:  # any decoder failure is a bad input file, reported per image
             raise NetDslError(f"cannot read image {path}: {exc}") from None
-        batch = center_crop(pixels[None], side, mean)
+        batch = center_crop(pixels[None], side, mean) * np.float32(input_scale(net))
         p = probabilities(ex, batch)[0]
         best = np.argsort(-p)[:top]
         results.append((path, [(names[i] if i < len(names) else f"class {i}", float(p[i])) for i in best]))

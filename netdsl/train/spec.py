@@ -25,6 +25,8 @@ AUGMENTATIONS = {
     "random_crop": (("size", "int", REQUIRED), ("from", "int", 256)),
     "hflip": (),
     "pca_lighting": (("std", "float", 0.1),),
+    # Caffe's transform_param `scale`: multiplies the mean-subtracted 0..255 pixels
+    "scale": (("factor", "float", REQUIRED),),
 }
 TEST_MODES = {"center_crop": (), "ten_crop": ()}
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..data.loader import BatchLoader
 from ..errors import NetDslError
 from ..runtime.base import NonFiniteError
-from .datasets import data_plan
+from .datasets import data_plan, input_scale, scaled
 from .evaluate import evaluate
 from .plots import plot_curves
 from .schedule import make_schedule
@@ -47,6 +47,7 @@ class Trainer:
     def __init__(self, net, data, executor, run_dir: Path, options: RunOptions):
         self.net, self.data, self.ex, self.run_dir, self.opt = net, data, executor, Path(run_dir), options
         self.prepared_size, self.train_aug, self.test_aug = data_plan(net)
+        self.scale = input_scale(net)
         self.schedule = make_schedule(net.train.schedule, executor.lr)
         self.epoch, self.next_batch = 0, 0  # position: epochs done, batches done in the current one
         self.sums = {"loss": 0.0, "top1": 0.0, "batches": 0, "seconds": 0.0}
@@ -92,7 +93,7 @@ class Trainer:
                    desc=f"epoch {self.epoch + 1}/{self.opt.epochs}", disable=self._no_bar(), dynamic_ncols=True)
         with loader, bar:
             started = time.perf_counter()
-            for images, labels in loader:
+            for images, labels in scaled(loader, self.scale):
                 try:
                     m = self.ex.step(images, labels)
                 except NonFiniteError as exc:
@@ -117,7 +118,7 @@ class Trainer:
     def _finish_epoch(self) -> None:
         val_started = time.perf_counter()
         with self._loader("val", self.test_aug, 0) as loader:
-            val = evaluate(self.ex, loader)
+            val = evaluate(self.ex, scaled(loader, self.scale))
         batches = max(self.sums["batches"], 1)
         record = {
             "epoch": self.epoch + 1, "lr": self.ex.lr,
