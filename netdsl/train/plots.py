@@ -3,6 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+CURVES = {
+    "loss.png": ("loss", None, [("train_loss", "train", "o-"), ("val_loss", "validation", "s-")]),
+    "error.png": ("error rate", (0, 1), [("train_top1_error", "train top-1", "o-"),
+                                         ("val_top1_error", "validation top-1", "s-"),
+                                         ("val_top5_error", "validation top-5", "^-")]),
+}
+
 
 def plot_curves(history: list[dict], run_dir: Path) -> list[Path]:
     if not history:
@@ -13,26 +20,17 @@ def plot_curves(history: list[dict], run_dir: Path) -> list[Path]:
 
     epochs = [h["epoch"] for h in history]
     written = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
-    ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    written.append(run_dir / "loss.png")
-    fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [h["train_top1_error"] for h in history], "o-", label="train top-1")
-    ax.plot(epochs, [h["val_top1_error"] for h in history], "s-", label="validation top-1")
-    ax.plot(epochs, [h["val_top5_error"] for h in history], "^-", label="validation top-5")
-    ax.set(xlabel="epoch", ylabel="error", title="error rate", ylim=(0, 1))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    written.append(run_dir / "error.png")
-    fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
+    for name, (ylabel, ylim, series) in CURVES.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key, label, style in series:
+            ax.plot(epochs, [h[key] for h in history], style, label=label)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=ylabel)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        written.append(run_dir / name)
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
     return written
