@@ -28,7 +28,7 @@ def dump_text(g) -> str:
     lines = []
     for name in topological(g):
         d = g.nodes[name]
-        inputs = [u for u, _ in sorted(g.in_edges(name), key=lambda e: g.edges[e].get("slot", 0))]
+        inputs = [u for u, _ in sorted(g.in_edges(name), key=lambda e: g.edges[e].get("slot") or 0)]
         shape = "x".join(map(str, d["shape"])) if "shape" in d else "?"
         lines.append(f"{name:<28} {d.get('kind', '?'):<12} {d.get('device') or '-':<6} {shape:<12} <- {', '.join(inputs)}")
     return "\n".join(lines)
@@ -42,26 +42,93 @@ def cmd_info(args) -> int:
     return 0
 
 
+KERNEL_FILES = {"c": "kernels.c", "cuda": "kernels.cu"}
+
+
+def network_sources(g, target: str) -> list:
+    """Every forward layer's kernels at the planned batch size, in step order."""
+    from .codegen import render_layer
+    from .passes.infer_shapes import ordered_inputs, topological
+    from .passes.plan_memory import plan_batch
+    sources = []
+    for name in topological(g):
+        d = g.nodes[name]
+        if d["role"] == "layer":
+            shapes = [tuple(g.nodes[u]["shape"]) for u in ordered_inputs(g, name)]
+            sources.append(render_layer(d["kind"], name, d["pos"].line if d.get("pos") else 0, d["args"], shapes,
+                                        tuple(d["shape"]), plan_batch(g), target))
+    return sources
+
+
+def _write_plan(g, out: Path, targets: list[str]) -> list[str]:
+    """kernels.c / kernels.cu, plan.json and memory.json; prints what they hold."""
+    import json
+
+    from .codegen import nvcc, render_module
+    from .passes.fuse import fusion_groups
+    written, mib, kernels = [], 2 ** 20, {}
+    memory = g.graph["memory"]
+    for target in targets:
+        sources = network_sources(g, target)
+        kernels[target] = list(dict.fromkeys(k.name for s in sources for k in s.kernels))
+        (out / KERNEL_FILES[target]).write_text(render_module(sources, target))
+        written.append(KERNEL_FILES[target])
+        print(f"{target}: {len(kernels[target])} kernels for {len(sources)} layers in {KERNEL_FILES[target]}")
+    fusion = {head: {"members": members, "writes": g.nodes[head]["fused_writes"]}
+              for head, members in fusion_groups(g).items()}
+    (out / "plan.json").write_text(json.dumps({"network": g.graph["network"], "batch": memory["batch"],
+                                               "fusion": fusion, "schedule": g.graph["schedule"]}, indent=1))
+    (out / "memory.json").write_text(json.dumps(memory, indent=1))
+    written += ["plan.json", "memory.json"]
+    print(f"{len(fusion)} fusion groups; memory per device at batch {memory['batch']} "
+          "(one arena for the step; parameters and momentum besides):")
+    for device, d in memory["devices"].items():
+        print(f"  {device}: planned peak {d['arena_bytes'] / mib:,.1f} MiB vs {d['sum_bytes'] / mib:,.1f} MiB "
+              f"for every buffer apart ({d['arena_bytes'] / d['sum_bytes']:.0%}); most live at once "
+              f"{d['live_peak_bytes'] / mib:,.1f} MiB; parameters + momentum {d['persistent_bytes'] / mib:,.1f} MiB")
+    if "cuda" in targets:
+        if not nvcc.available():
+            print("nvcc not on PATH: no cubins built")
+        else:
+            logs = nvcc.compile_cubins(out / KERNEL_FILES["cuda"], out)
+            written += [f"kernels.{arch}.cubin" for arch in logs]
+            found = nvcc.parse_ptxas("\n".join(logs.values()))
+            names = kernels["cuda"] + sorted({k for k, _ in found} - set(kernels["cuda"]))
+            print(nvcc.resource_table(found, names))
+            print(nvcc.resource_summary(found))
+    return written
+
+
 def cmd_compile(args) -> int:
     from .export import graph_dot, graph_json
     known = ["build"] + passes.pass_names()
     if args.dump_after and args.dump_after not in known:
         raise NetDslError(f"--dump-after: unknown pass `{args.dump_after}`", hint=f"passes: {', '.join(known)}")
+    forward_only = ["build"] + [name for name, _ in passes.FORWARD_PASSES]
+    plan = bool(args.target) or (args.dump_after is not None and args.dump_after not in forward_only)
 
     def after(name, g):
         if name == args.dump_after:
             print(f"# graph after {name}")
             print(dump_text(g))
 
-    g = compile_graph(args.file, overrides=parse_sets(args.set), after=after)
+    g = compile_graph(args.file, overrides=parse_sets(args.set), after=after, plan=plan)
     out = Path(args.output or Path("out") / g.graph["network"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "graph.json").write_text(graph_json(g))
-    (out / "graph.dot").write_text(graph_dot(g))
+    forward = g.subgraph(n for n, d in g.nodes(data=True) if d["role"] in ("input", "layer"))
+    (out / "graph.json").write_text(graph_json(forward))
+    (out / "graph.dot").write_text(graph_dot(forward))
     written = ["graph.json", "graph.dot"]
     if shutil.which("dot"):
         subprocess.run(["dot", "-Tsvg", str(out / "graph.dot"), "-o", str(out / "graph.svg")], check=True)
         written.append("graph.svg")
+    if args.target:
+        from .codegen.nvcc import NvccError
+        try:
+            written += _write_plan(g, out, ["c", "cuda"] if args.target == "all" else [args.target])
+        except NvccError as exc:
+            print(f"{args.file}: the generated CUDA does not compile (a netdsl bug): {exc}", file=sys.stderr)
+            return 1
     print(f"{args.file}: {g.number_of_nodes()} nodes; wrote {', '.join(written)} to {out}/")
     return 0
 
@@ -140,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = net_command("compile", "check a network and write its graph", cmd_compile)
     c.add_argument("-o", "--output", metavar="DIR", help="output directory (default out/<network>)")
     c.add_argument("--dump-after", metavar="PASS", help="print the graph after this pass")
+    c.add_argument("--target", choices=["c", "cuda", "all"],
+                   help="also plan the training step and write its kernels, plan.json and memory.json "
+                        "(cuda: and cubins for sm_80 and sm_90 with their registers, where nvcc is on PATH)")
 
     c = sub.add_parser("train", help="train a network on an image folder (or the built-in shapes data)")
     c.add_argument("file", nargs="?", help="a .net file")

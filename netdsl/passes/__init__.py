@@ -8,9 +8,12 @@ import networkx as nx
 from .add_updates import add_updates
 from .build_backward import build_backward
 from .expand_towers import expand_towers
+from .fuse import fuse_epilogues
 from .infer_shapes import infer_shapes
 from .place_devices import place_devices
+from .plan_memory import plan_memory
 from .resolve_names import resolve_names
+from .schedule import schedule
 
 Pass = Callable[[nx.DiGraph], nx.DiGraph]
 
@@ -27,15 +30,25 @@ TRAINING_PASSES: list[tuple[str, Pass]] = [
     ("add_updates", add_updates),
 ]
 
+# Plan the training step for running it: launch groups, arenas at the batch
+# size g.graph["batch"] (the train block's if unset), per-device launch lists.
+PLAN_PASSES: list[tuple[str, Pass]] = [
+    ("fuse_epilogues", fuse_epilogues),
+    ("plan_memory", plan_memory),
+    ("schedule", schedule),
+]
+
 
 def pass_names() -> list[str]:
-    return [name for name, _ in FORWARD_PASSES + TRAINING_PASSES]
+    return [name for name, _ in FORWARD_PASSES + TRAINING_PASSES + PLAN_PASSES]
 
 
 def run(g: nx.DiGraph, after: Callable[[str, nx.DiGraph], None] | None = None,
-        training: bool = False) -> nx.DiGraph:
-    """Run every pass in order; `after(name, graph)` sees the graph after each."""
-    for name, fn in FORWARD_PASSES + (TRAINING_PASSES if training else []):
+        training: bool = False, plan: bool = False) -> nx.DiGraph:
+    """Run every pass in order; `after(name, graph)` sees the graph after each.
+    `plan` implies `training`: the plan is of a training step."""
+    chosen = FORWARD_PASSES + (TRAINING_PASSES if training or plan else []) + (PLAN_PASSES if plan else [])
+    for name, fn in chosen:
         g = fn(g)
         if after is not None:
             after(name, g)
