@@ -28,8 +28,11 @@ from typing import Any
 ROLES = ("input", "output", "param", "grad_output", "grad_input", "grad_param", "saved", "scratch")
 
 # Run-time scalars a kernel may take, and their C types. The dropout key is
-# netdsl.rng.stream_key(seed, node name); `step` is the draw counter.
-SCALARS = {"key0": "uint32_t", "key1": "uint32_t", "step": "uint64_t", "train": "int"}
+# netdsl.rng.stream_key(seed, node name); `step` is the draw counter. The SGD
+# update (templates/update.j2) takes momentum, the parameter's learning rate
+# and its weight decay times that rate.
+SCALARS = {"key0": "uint32_t", "key1": "uint32_t", "step": "uint64_t", "train": "int",
+           "momentum": "float", "lr": "float", "decay": "float"}
 
 ELEMENT_TYPES = {"float32": "float", "int32": "int32_t"}
 
