@@ -72,6 +72,12 @@ class Context:
     seed: int = 0
     step: int = 0
     stream: str = ""
+    # Per input: is its gradient wanted? (A network input's is not, and
+    # skipping it spares conv1 its largest matrix product.) Empty: all are.
+    input_grads: tuple[bool, ...] = ()
+
+    def wants_input_grad(self, index: int) -> bool:
+        return not self.input_grads or self.input_grads[index]
 
 
 @dataclass

@@ -98,7 +98,7 @@ class Conv(WeightedLayer):
         dyr = dy.transpose(1, 0, 2, 3).reshape(f, -1)
         w = params["weight"].reshape(f, -1)
         dw = (dyr @ cols.T).reshape(params["weight"].shape)
-        dx = col2im(w.T @ dyr, x_shape, k, s, p, oh, ow)
+        dx = col2im(w.T @ dyr, x_shape, k, s, p, oh, ow) if ctx is None or ctx.wants_input_grad(0) else None
         return [dx], {"weight": dw, "bias": dyr.sum(axis=1)}
 
 

@@ -59,8 +59,9 @@ class ReferenceExecutor(Executor):
             layer = REGISTRY[ld["kind"]]
             upstream = [u for u in self.g.predecessors(node) if u != layer_name]
             dy = np.ones((), self.dtype) if layer_name == self.loss else out_grad.pop((upstream[0], layer_name))
-            dxs, dparams = layer.backward(ld["args"], self._layer_params(layer_name), caches.pop(layer_name), dy,
-                                          self._context(layer_name, train))
+            ctx = self._context(layer_name, train)
+            ctx.input_grads = tuple(self.g.nodes[u]["role"] == "layer" for u in self.inputs[layer_name])
+            dxs, dparams = layer.backward(ld["args"], self._layer_params(layer_name), caches.pop(layer_name), dy, ctx)
             for pname, grad in dparams.items():
                 grads[f"{layer_name}.{pname}"] = grad
                 self._check(layer_name, grad, f"the gradient of {pname}")
