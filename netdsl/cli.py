@@ -23,6 +23,13 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
     return overrides
 
 
+def device_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("write GPU numbers separated by commas, e.g. 0,1") from None
+
+
 def dump_text(g) -> str:
     from .passes.infer_shapes import topological
     lines = []
@@ -137,12 +144,12 @@ def cmd_train(args) -> int:
     from .train.launch import resume_run, start_run
     progress = False if args.no_progress else None
     if args.resume:
-        trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress)
+        trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress, args.devices)
     else:
         if not args.file:
             raise NetDslError("train needs a .net file (or --resume RUN)")
         trainer = start_run(args.file, parse_sets(args.set), args.data, args.out, args.backend, args.epochs,
-                            args.batch, args.seed, args.workers, args.save_every, progress)
+                            args.batch, args.seed, args.workers, args.save_every, progress, args.devices)
     history = trainer.run()
     if history:
         last = history[-1]
@@ -153,7 +160,7 @@ def cmd_train(args) -> int:
 
 def cmd_test(args) -> int:
     from .train.launch import test_checkpoint
-    result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch)
+    result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch, args.devices)
     crops = "ten-crop" if args.ten_crop else "centre crop"
     print(f"{result['images']} validation images ({crops}): loss {result['loss']:.4f}, "
           f"top-1 error {result['top1_error']:.2%}, top-5 error {result['top5_error']:.2%}")
@@ -162,7 +169,7 @@ def cmd_test(args) -> int:
 
 def cmd_predict(args) -> int:
     from .train.launch import predict
-    for path, ranked in predict(args.checkpoint, args.images, args.backend):
+    for path, ranked in predict(args.checkpoint, args.images, args.backend, args.devices):
         print(path)
         for name, p in ranked:
             print(f"  {p:7.2%}  {name}")
@@ -255,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         c.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda"],
                        help="auto: cuda if PyCUDA sees a GPU, else cpu if a C compiler is here, else reference")
+        c.add_argument("--devices", type=device_list, metavar="0,1",
+                       help="physical GPUs for the logical gpu0, gpu1, ... (cuda; default: all on GPU 0)")
     return p
 
 

@@ -46,8 +46,12 @@ def resolve_backend(name: str, announce: bool = True) -> str:
     return chosen
 
 
-def make_executor(net, backend: str, batch: int, seed: int, **options):
+def make_executor(net, backend: str, batch: int, seed: int, devices: list[int] | None = None, **options):
+    """`devices` maps logical GPUs onto physical ones (cuda only: on the CPU every
+    logical device is the host, and the numbers do not depend on the mapping)."""
     backend = resolve_backend(backend)
+    if backend == "cuda" and devices:
+        options["devices"] = devices
     if backend == "reference":
         from .reference import ReferenceExecutor
         return ReferenceExecutor(net.graph, batch, seed, **options)

@@ -42,7 +42,7 @@ def open_data(net: Network, data_dir: str | None, workers: int | None = None, pr
 
 def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None, backend: str,
               epochs: int | None, batch: int | None, seed: int | None, workers: int, save_every: int,
-              progress: bool | None) -> Trainer:
+              progress: bool | None, devices: list[int] | None = None) -> Trainer:
     source = Path(file).read_text()
     net = network_from_source(source, str(file), overrides)
     options = RunOptions(epochs=epochs or net.train.epochs, batch=batch or net.train.batch,
@@ -53,7 +53,7 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     if (run_dir / "checkpoint.npz").exists():
         raise NetDslError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, "
                           "or choose another --out")
-    executor = net.executor(backend=backend, batch=options.batch, seed=options.seed)
+    executor = net.executor(backend=backend, batch=options.batch, seed=options.seed, devices=devices)
     write_config(run_dir, {"file": str(file), "source": source, "overrides": overrides,
                            "data": str(data_path.resolve()), "backend": executor.backend,
                            "classes": data.classes, "class_names": data.class_names, "options": asdict(options)})
@@ -62,12 +62,13 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     return Trainer(net, data, executor, run_dir, options)
 
 
-def resume_run(run_dir: str, backend: str | None, progress: bool | None) -> Trainer:
+def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices: list[int] | None = None) -> Trainer:
     config = read_config(Path(run_dir))
     net = network_from_source(config["source"], config["file"], config["overrides"])
     options = RunOptions(**{**config["options"], "progress": progress})
     _, data = open_data(net, config["data"], progress=progress)
-    executor = net.executor(backend=backend or config["backend"], batch=options.batch, seed=options.seed)
+    executor = net.executor(backend=backend or config["backend"], batch=options.batch, seed=options.seed,
+                            devices=devices)
     trainer = Trainer(net, data, executor, Path(run_dir), options)
     if (Path(run_dir) / "checkpoint.npz").exists():
         trainer.restore()
@@ -84,22 +85,24 @@ def checkpoint_network(checkpoint: str) -> tuple[Network, dict]:
     return network_from_source(config["source"], config["file"], config["overrides"]), config
 
 
-def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool, backend: str, batch: int | None) -> dict:
+def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool, backend: str, batch: int | None,
+                    devices: list[int] | None = None) -> dict:
     net, config = checkpoint_network(checkpoint)
     _, data = open_data(net, data_dir)
     _, _, test_aug = data_plan(net, ten_crop=ten_crop)
-    ex = net.executor(backend=backend, batch=batch or config["options"]["batch"])
+    ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
         return evaluate(ex, scaled(loader, input_scale(net)))
 
 
-def predict(checkpoint: str, images: list[str], backend: str, top: int = 5) -> list[tuple[str, list]]:
+def predict(checkpoint: str, images: list[str], backend: str, devices: list[int] | None = None,
+            top: int = 5) -> list[tuple[str, list]]:
     net, config = checkpoint_network(checkpoint)
     prepared_size, _, _ = data_plan(net)
     side = net.graph.nodes[next(n for n in net.graph if net.graph.nodes[n].get("role") == "input"
                                 and not net.graph.nodes[n]["label"])]["shape"][1]
-    ex = net.executor(backend=backend, batch=1)
+    ex = net.executor(backend=backend, batch=1, devices=devices)
     ex.load(checkpoint)
     mean_file = Path(checkpoint).parent / "mean.npy"
     mean = np.load(mean_file) if mean_file.exists() else None
