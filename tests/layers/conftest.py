@@ -7,20 +7,13 @@ needs to know a kind by name.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from netdsl.layers import REGISTRY
 from netdsl.layers.base import Context, Example, Layer
-
-# tests/ holds modules shared across test folders (tolerances.py).
-_TESTS = str(Path(__file__).resolve().parents[1])
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
 
 # Training mode with a fixed random stream: dropout draws the same mask on
 # every call, so its forward is a deterministic function of its input.
