@@ -8,7 +8,7 @@ physical device gets its primary context, its own copy of the module and one
 allocation per tensor, made once; each logical device gets a stream. A step
 that reads a tensor another stream wrote waits on an event recorded after
 that write, so the towers run concurrently and meet only at the transfers,
-which are device-to-device copies (peer copies between GPUs).
+which are device-to-device copies (across GPUs through unified addressing).
 
 Parameters and momentum live on the GPU; the host arrays of `ex.params` are
 uploaded when they change (`set_params`, `load`) and refreshed after every
@@ -154,13 +154,10 @@ class Executor(base.Executor):
                 drv.Context.synchronize()
 
     def _copy(self, step: Copy, stream) -> None:
+        # With unified addressing a device-to-device copy also crosses GPUs (as a peer
+        # copy); PyCUDA's memcpy_peer_async mishandles explicit contexts, so it is avoided.
         nbytes = self.program.tensors[step.src].nbytes
-        src, dst = self.place_of[step.src_device], self.place_of[step.device]
-        if src is dst:
-            drv.memcpy_dtod_async(self.memory[step.dst], self.memory[step.src], nbytes, stream)
-        else:
-            drv.memcpy_peer_async(self.memory[step.dst], self.memory[step.src], nbytes, dst.context, src.context,
-                                  stream)
+        drv.memcpy_dtod_async(self.memory[step.dst], self.memory[step.src], nbytes, stream)
 
     def _check_tensor(self, node: str, name: str, what: str) -> None:
         if self.guard:

@@ -1,0 +1,39 @@
+"""Kernels of a training step that belong to no layer kind, rendered like a
+layer's (same helpers, same calling convention, composed by `render_module`)
+so runtimes run them as more forward kernels:
+
+    render_gradsum(node, line, parts, size, target)   templates/gradsum.j2: y = x0 + x1 (+ ...),
+                                                      the gradient of a tensor with several readers
+    render_update(node, line, param, size, target)    templates/update.j2: SGD with momentum and
+                                                      weight decay of one parameter, in place
+
+The update's buffers: the parameter (`param` role, written), its velocity
+(`v<param>`, also `param`: state that lives for the whole run) and its
+gradient (`d<param>`); its run-time scalars are `momentum`, `lr` and `decay`.
+"""
+from __future__ import annotations
+
+from .plan import Buffer, KernelSource
+from .render import Declarations, Tensor, c_identifier, environment
+from .targets import TARGETS
+
+
+def _render(template: str, node: str, line: int, target: str, **context) -> KernelSource:
+    declare = Declarations(TARGETS[target], template, node, line, c_identifier(node))
+    module = environment().get_template(f"{template}.j2").make_module(
+        {"dialect": TARGETS[target].dialect, "flat": declare.flat, "scalar": declare.scalar, **context})
+    source = KernelSource(target, node, template, str(module), tuple(module.forward), (), (), module)
+    source.buffers  # noqa: B018 -- raises now if two kernels disagree on a buffer
+    return source
+
+
+def render_gradsum(node: str, source_line: int, parts: int, size: int, target: str) -> KernelSource:
+    if parts < 2:
+        raise ValueError(f"{node}: a gradient sum needs at least two parts, got {parts}")
+    ins = [Tensor(Buffer(f"x{i}", "input", size), (size,)) for i in range(parts)]
+    return _render("gradsum", node, source_line, target, ins=ins, out=Tensor(Buffer("y", "output", size), (size,)))
+
+
+def render_update(node: str, source_line: int, param: str, size: int, target: str) -> KernelSource:
+    return _render("update", node, source_line, target, param=Tensor(Buffer(param, "param", size), (size,)),
+                   velocity=Tensor(Buffer(f"v{param}", "param", size), (size,)))

@@ -1,0 +1,276 @@
+"""The cpu backend (generated C) against the numpy reference executor.
+
+For a one-layer network per example of every registered kind, and for every
+example network: each layer's forward output, the loss and every parameter
+gradient of a training pass (dropout on), and the weights after three SGD
+steps, with the same seed, so dropout masks and initial weights agree bit
+for bit and any difference is float32 rounding.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import netdsl
+from netdsl.codegen import nvcc
+from netdsl.compiler import compile_graph
+from netdsl.layers import REGISTRY
+from netdsl.runtime import cbuild
+from netdsl.runtime.base import NonFiniteError
+from netdsl.runtime.cpu import Executor
+from netdsl.runtime.program import Copy, build_program
+from netdsl.runtime.reference import ReferenceExecutor
+from netdsl.runtime.select import c_compiler_available
+from tolerances import assert_close
+
+pytestmark = pytest.mark.skipif(not c_compiler_available() or cbuild.find_blas() is None,
+                                reason="the cpu backend needs a C compiler and a CBLAS library")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Whole networks in float32: a few ulps per layer, compounded over a dozen
+# layers and three updates of every weight.
+NETWORK_RTOL = 1e-4
+STEPS = 3
+
+
+def example_text(kind: str, index: int) -> str:
+    """A network around one example of `kind`: each input made by a layer with weights (a
+    1x1 convolution, or fully connected for vectors), so the kind's input gradients reach
+    a parameter gradient the test compares, then fully connected scores and a loss."""
+    layer, example = REGISTRY[kind], REGISTRY[kind].examples[index]
+    lines = ["defaults conv, fc { init = gauss(0.3); bias = 0.1 }",
+             "train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.001) }"]
+    first = example.in_shapes[0]
+    image = first if len(first) == 3 else (2, 3, 3)
+    lines.append(f"input image : {' x '.join(map(str, image))}")
+    if "loss" in layer.traits:
+        lines += [f"input label : {first[0]} classes", f"scores = fc(image, {first[0]})",
+                  f"loss = {kind}(scores, label)"]
+        return "\n".join(lines)
+    names = []
+    for i, shape in enumerate(example.in_shapes):
+        make = f"conv(image, {shape[0]}, size=1)" if len(shape) == 3 else f"fc(image, {shape[0]})"
+        lines.append(f"x{i} = {make}")
+        names.append(f"x{i}")
+    args = ", ".join(names + [f"{k}={_literal(v)}" for k, v in example.args.items()])
+    lines += [f"h = {kind}({args})", "input label : 3 classes", "scores = fc(h, 3)",
+              "loss = softmax_loss(scores, label)"]
+    return "\n".join(lines)
+
+
+def _literal(value) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else repr(value)
+
+
+def data(graph, batch: int, seed: int = 0):
+    node = next(n for n, d in graph.nodes(data=True) if d["role"] == "input" and not d["label"])
+    classes = next(d["shape"][0] for _, d in graph.nodes(data=True) if d["role"] == "input" and d["label"])
+    gen = np.random.default_rng(seed)
+    images = gen.standard_normal((batch,) + tuple(graph.nodes[node]["shape"])).astype(np.float32)
+    return images, gen.integers(0, classes, batch)
+
+
+def spread_weights(params: dict, seed: int = 0) -> dict:
+    """He-scaled weights (std sqrt(2 / fan-in)) and N(0, 0.1) biases.
+
+    With the file's N(0, 0.01) weights and biases of 1, AlexNet's conv5 outputs are 1 plus
+    a little, so a max-pooling window holds values a rounding apart; float32 then picks
+    either as the maximum, and the whole gradient of that window moves. Spread-out
+    activations keep such near-ties out of a comparison meant to measure rounding."""
+    gen = np.random.default_rng(seed)
+    return {name: (gen.standard_normal(v.shape) * (np.sqrt(2 / (v.size // v.shape[0])) if v.ndim > 1 else 0.1))
+            .astype(np.float32) for name, v in params.items()}
+
+
+def restart(executor, weights: dict) -> None:
+    """Back to step 0 with the given weights and no momentum."""
+    executor.set_params(weights)
+    for velocity in executor.velocity.values():
+        velocity[...] = 0
+    executor.steps = 0
+
+
+def pair(graph, batch: int, seed: int = 5):
+    cpu, ref = Executor(graph, batch, seed), ReferenceExecutor(graph, batch, seed)
+    for name in ref.params:
+        np.testing.assert_array_equal(cpu.params[name], ref.params[name], err_msg=f"initial {name}")
+    return cpu, ref
+
+
+def compare(cpu: Executor, ref: ReferenceExecutor, spread: bool = False) -> None:
+    """Everything a training step computes, cpu against reference, from step 0."""
+    if spread:
+        weights = spread_weights(ref.params)
+        restart(cpu, weights)
+        restart(ref, weights)
+    images, labels = data(ref.g, ref.batch)
+
+    _, values, _ = cpu._forward(images, labels, True)
+    _, expected, _ = ref._forward(images, labels, True)
+    for node in ref.order:  # graph order: the first layer that differs is the one reported
+        if node in expected:
+            assert_close(values[node], expected[node], NETWORK_RTOL, f"{node} output")
+
+    loss, grads = cpu.gradients(images, labels)
+    ref_loss, ref_grads = ref.gradients(images, labels)
+    assert_close(loss, ref_loss, NETWORK_RTOL, "loss")
+    assert grads.keys() == ref_grads.keys()
+    for name in ref_grads:
+        assert_close(grads[name], ref_grads[name], NETWORK_RTOL, f"gradient of {name}")
+
+    start = {name: value.copy() for name, value in ref.params.items()}
+    for _ in range(STEPS):
+        metrics, ref_metrics = cpu.step(images, labels), ref.step(images, labels)
+        assert metrics["loss"] == pytest.approx(ref_metrics["loss"], rel=NETWORK_RTOL, abs=1e-6)
+    for name in ref.params:
+        # the change, not just the weights: a wrong update hides in weights it barely moves
+        assert_close(cpu.params[name] - start[name], ref.params[name] - start[name], NETWORK_RTOL,
+                     f"{name} after {STEPS} steps, change")
+    assert cpu.steps == ref.steps == STEPS
+
+
+KIND_EXAMPLES = [(kind, i) for kind in sorted(REGISTRY) for i in range(len(REGISTRY[kind].examples))]
+
+
+@pytest.mark.parametrize("kind, index", KIND_EXAMPLES, ids=[f"{k}-{i}" for k, i in KIND_EXAMPLES])
+def test_each_layer_example_matches_the_reference(kind, index):
+    graph = compile_graph(text=example_text(kind, index), file=f"{kind}-{index}.net", training=True)
+    compare(*pair(graph, batch=3))
+
+
+NETS = {"lenet.net": 1, "cifar.net": 3}  # batch 1 and an odd batch; AlexNet below
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.net") if not p.name.startswith("alexnet")))
+def test_example_network_matches_the_reference(name):
+    compare(*pair(netdsl.load(EXAMPLES / name).graph, NETS.get(name, 2)))
+
+
+ALEXNET_LR = {"optimizer.lr": "0.001"}  # batch 2 of noise: the paper's 0.01 overshoots
+
+
+@pytest.fixture(scope="module")
+def alexnet():
+    """The two-GPU AlexNet at batch 2, cpu and reference (built once: initialising 61M
+    weights takes seconds per executor)."""
+    return pair(netdsl.load(EXAMPLES / "alexnet.net", overrides=ALEXNET_LR).graph, 2)
+
+
+@pytest.mark.slow
+def test_two_gpu_alexnet_matches_the_reference(alexnet):
+    """Both towers on one host: the numbers are those of the reference, which knows no devices."""
+    compare(*alexnet, spread=True)
+
+
+@pytest.mark.slow
+def test_one_gpu_alexnet_matches_the_reference():
+    compare(*pair(netdsl.load(EXAMPLES / "alexnet-1gpu.net", overrides=ALEXNET_LR).graph, 2), spread=True)
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_the_device_mapping(alexnet):
+    """The towers share tensors across each transfer on one host; kept apart with copies,
+    as on two GPUs, every number is the same bit for bit."""
+    shared = alexnet[0]
+    apart = Executor(shared.g, 2, shared.seed, copy_transfers=True)
+    assert not any(isinstance(s, Copy) for s in shared.program.forward + shared.program.backward)
+    copies = [s for s in apart.program.forward if isinstance(s, Copy)]
+    assert {s.node for s in copies} >= {"conv2.maxpool@gpu0->gpu1", "fc6.dropout@gpu1->gpu0"}
+    weights = spread_weights(shared.params)
+    restart(shared, weights)
+    restart(apart, weights)
+    images, labels = data(shared.g, 2)
+    for _ in range(2):
+        a, b = shared.step(images, labels), apart.step(images, labels)
+        assert a == b
+    for name in shared.params:
+        np.testing.assert_array_equal(shared.params[name], apart.params[name], err_msg=name)
+
+
+def test_smaller_batches_are_padded_for_prediction():
+    """A last, smaller batch gives the scores (and dropout masks) a batch of its size would."""
+    graph = compile_graph(text=example_text("dropout", 0), training=True)
+    cpu, ref = Executor(graph, 4, seed=2), ReferenceExecutor(graph, 3, seed=2)
+    images, labels = data(graph, 3)
+    assert_close(cpu.forward(images, train=True), ref.forward(images, train=True), NETWORK_RTOL, "scores")
+    metrics, expected = cpu.evaluate(images, labels), ref.evaluate(images, labels)
+    assert metrics["loss"] == pytest.approx(expected["loss"], rel=NETWORK_RTOL)
+    with pytest.raises(ValueError, match="batches of 4"):
+        cpu.step(images, labels)
+
+
+def test_kernels_read_the_parameter_arrays_and_gradients_are_copies():
+    graph = netdsl.load(EXAMPLES / "lenet.net").graph
+    cpu = Executor(graph, 2, seed=0)
+    images, labels = data(graph, 2)
+    before = cpu.forward(images)
+    cpu.set_params({"out.bias": np.full(10, 3.0, np.float32)})
+    np.testing.assert_allclose(cpu.forward(images) - before, 3.0, rtol=1e-5)
+    _, first = cpu.gradients(images, labels)
+    kept = {k: v.copy() for k, v in first.items()}
+    cpu.gradients(images + 1, labels)
+    for name in kept:
+        np.testing.assert_array_equal(first[name], kept[name], err_msg=f"{name} changed under the caller")
+
+
+def test_guard_names_the_first_non_finite_layer():
+    graph = netdsl.load(EXAMPLES / "lenet.net").graph
+    cpu = Executor(graph, 2, seed=0)
+    cpu.params["f5.fc.weight"][0, 0] = np.inf
+    images, labels = data(graph, 2)
+    with pytest.raises(NonFiniteError, match="output of `f5.fc`"):
+        cpu.step(images, labels)
+    unguarded = Executor(graph, 2, seed=0, guard=False)
+    unguarded.params["f5.fc.weight"][0, 0] = np.nan
+    unguarded.forward(images)  # no check, no error
+
+
+def test_input_gradients_of_the_image_are_never_computed():
+    """conv1's backward reads only what its weight gradients need: the column-gradient
+    product and col2im, which would only produce the image's gradient, are dropped."""
+    cpu = Executor(netdsl.load(EXAMPLES / "lenet.net").graph, 1)
+    purposes = [s.kernel.purpose for s in cpu.program.backward if s.node == "c1.conv:backward"]
+    assert purposes and "col2im" not in purposes and "column_grad" not in purposes
+    assert not [t for t in cpu.program.tensors if t.startswith("discard:")]
+
+
+def _written_before_read(program) -> None:
+    """Every tensor a step reads exists by then: written earlier in its pass, by an earlier
+    pass, or given (inputs, weights, momentum, the loss's seed gradient)."""
+    ready = set(program.inputs.values()) | {t for t, s in program.tensors.items()
+                                            if s.role in ("param", "velocity", "seed")}
+    for name in ("forward", "backward", "update"):
+        for step in getattr(program, name):
+            missing = step.reads - ready
+            assert not missing, f"{name}: {step.node} reads {sorted(missing)} before anything writes it"
+            ready |= step.writes
+
+
+def test_transfers_are_shared_on_one_host_and_copied_between_devices():
+    graph = netdsl.load(EXAMPLES / "alexnet.net").graph
+    transfers = {n: next(iter(graph.predecessors(n))) for n, d in graph.nodes(data=True)
+                 if d["role"] == "layer" and "transfer" in REGISTRY[d["kind"]].traits}
+    assert len(transfers) == 7
+    shared = build_program(graph, 1, "c", placement=lambda device: "host")
+    apart = build_program(graph, 1, "c")
+    for program in (shared, apart):
+        _written_before_read(program)
+    assert not [s for s in shared.forward + shared.backward if isinstance(s, Copy)]
+    for transfer, source in transfers.items():
+        assert shared.values[transfer] == shared.values[source]
+    forward = {s.node for s in apart.forward if isinstance(s, Copy)}
+    backward = {s.node for s in apart.backward if isinstance(s, Copy)}
+    assert forward == set(transfers) | {"image"}  # gpu1's conv1 reads its own copy of the batch
+    assert backward == {f"{t}:backward" for t in transfers}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not nvcc.available(), reason="nvcc is not on PATH")
+def test_the_whole_step_compiles_for_cuda(tmp_path):
+    """Gradient sums and SGD updates included, as the cuda executor loads it."""
+    program = build_program(netdsl.load(EXAMPLES / "alexnet.net").graph, 2, "cuda")
+    source = tmp_path / "step.cu"
+    source.write_text(program.module_text())
+    nvcc.compile_cubins(source, tmp_path, archs=("sm_80",))
