@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +21,11 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netdsl  # noqa: E402
+from timing import median_seconds  # noqa: E402
 from torch_models import MODELS, train_step_fn  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FILES = {"alexnet": "alexnet.net", "cifar": "cifar.net"}
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: caches, allocator, lazy initialisation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

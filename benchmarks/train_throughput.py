@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -32,19 +31,10 @@ from threadpoolctl import threadpool_info, threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netdsl  # noqa: E402
 from netdsl.runtime.cpu import Executor  # noqa: E402
+from timing import median_seconds  # noqa: E402
 from torch_models import MODELS, train_step_fn  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: page faults on fresh buffers, lazy initialisation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def batch_for(net, batch: int):

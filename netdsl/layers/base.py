@@ -8,7 +8,7 @@ passes and code generators read its attributes and traits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 REQUIRED = object()  # marks an argument with no default

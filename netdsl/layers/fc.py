@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ._weights import WEIGHT_ARGS, WeightedLayer
 from .base import ArgSpec, Example, positive
 

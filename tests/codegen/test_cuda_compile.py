@@ -9,7 +9,6 @@ kernel's registers and spills).
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import subprocess
 
@@ -17,31 +16,15 @@ import pytest
 from kernel_cases import all_cases, gemm_variants
 
 from netdsl.codegen import render_layer, render_module
+from netdsl.codegen.nvcc import ARCHS, parse_ptxas
 from netdsl.codegen.targets import GEMM_TILES
 
-ARCHS = ("sm_80", "sm_90")
 
 # Layers large enough that the matrix products pick 128 x 128 tiles.
 LARGE_LAYERS = [
     ("conv", "alexnet.conv2@gpu0", {"filters": 128, "size": 5, "pad": 2}, [(48, 27, 27)], (128, 27, 27), 128),
     ("fc", "alexnet.fc6@gpu0", {"outputs": 2048}, [(256, 6, 6)], (2048,), 128),
 ]
-
-
-def parse_ptxas(log: str) -> dict[tuple[str, str], dict[str, int]]:
-    """(kernel, arch) -> registers, stack, spill_stores, spill_loads from `-Xptxas -v` output."""
-    found: dict[tuple[str, str], dict[str, int]] = {}
-    current = None
-    for line in log.splitlines():
-        if m := re.search(r"Compiling entry function '(\w+)' for '(sm_\d+)'", line):
-            current = found.setdefault(m.groups(), {})
-        elif current is None:
-            continue
-        elif m := re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line):
-            current.update(stack=int(m[1]), spill_stores=int(m[2]), spill_loads=int(m[3]))
-        elif m := re.search(r"Used (\d+) registers", line):
-            current["registers"] = int(m[1])
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +74,11 @@ def test_no_kernel_spills(compiled):
     sources, _, messages = compiled
     built = parse_ptxas(messages)
     spilled = {key: stats for key, stats in built.items()
-               if stats.get("spill_stores", 0) or stats.get("spill_loads", 0) or stats.get("stack", 0)}
+               if stats.spill_stores or stats.spill_loads or stats.stack}
     assert not spilled, f"kernels using local memory: {spilled}"
     flat = {kernel.name for source in sources for kernel in source.kernels if kernel.shape == "flat"}
     # Elementwise kernels are memory-bound: they should stay far below the
     # register count that would cut occupancy (64 per thread at 256 threads
     # still fills an SM's 64K registers).
-    heavy = {key: stats["registers"] for key, stats in built.items() if key[0] in flat and stats["registers"] > 64}
+    heavy = {key: stats.registers for key, stats in built.items() if key[0] in flat and stats.registers > 64}
     assert not heavy, f"flat kernels with more than 64 registers: {heavy}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 
 from netdsl.layers import REGISTRY
 from netdsl.layers.base import Context, Example, Layer
