@@ -104,17 +104,3 @@ def _init(what: str, value: ast.Value, params: dict) -> Init:
     if isinstance(value, ast.Call):
         raise NetDslError(f"unknown initialiser `{value.name}`{did_you_mean(value.name, INITIALISERS)}", value.pos, hint)
     raise _wrong(what, "init", value, hint)
-
-
-def plain(value: ast.Value, params: dict) -> object:
-    """A schema-less conversion: numbers, names as strings, lists, calls."""
-    value = substitute(value, params)
-    if isinstance(value, ast.Num):
-        return value.value
-    if isinstance(value, (ast.Name, ast.Str)):
-        return value.name if isinstance(value, ast.Name) else value.value
-    if isinstance(value, ast.ListVal):
-        return [plain(v, params) for v in value.items]
-    if isinstance(value, ast.Call):
-        return CallValue(value.name, {a.key or str(i): plain(a.value, params) for i, a in enumerate(value.args)})
-    raise NetDslError(f"`{show(value)}` cannot appear here", value.pos)

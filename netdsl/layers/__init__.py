@@ -25,10 +25,6 @@ def get(kind: str) -> Layer:
     return REGISTRY[kind]
 
 
-def with_trait(trait: str) -> list[str]:
-    return sorted(k for k, layer in REGISTRY.items() if trait in layer.traits)
-
-
 _discover()
 
-__all__ = ["REGISTRY", "REQUIRED", "ArgSpec", "Example", "Init", "Layer", "ShapeError", "get", "with_trait"]
+__all__ = ["REGISTRY", "REQUIRED", "ArgSpec", "Example", "Init", "Layer", "ShapeError", "get"]

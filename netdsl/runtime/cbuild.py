@@ -166,8 +166,8 @@ def load(source: str) -> ctypes.CDLL:
     return ctypes.CDLL(str(build(source)))
 
 
-def call(library: ctypes.CDLL, kernel, buffers: dict[str, np.ndarray], scalars: dict | None = None) -> None:
-    """Run one kernel of a netdsl.codegen plan on numpy arrays.
+def bind(library: ctypes.CDLL, kernel, buffers: dict[str, np.ndarray], scalars: dict | None = None):
+    """The kernel's ctypes function, typed, and its argument values.
 
     `buffers` maps each buffer the kernel names to a C-contiguous array of its
     dtype and size; `scalars` gives the run-time scalars it takes.
@@ -190,4 +190,10 @@ def call(library: ctypes.CDLL, kernel, buffers: dict[str, np.ndarray], scalars: 
     function = getattr(library, kernel.name)
     function.restype = None
     function.argtypes = types
+    return function, values
+
+
+def call(library: ctypes.CDLL, kernel, buffers: dict[str, np.ndarray], scalars: dict | None = None) -> None:
+    """Run one kernel of a netdsl.codegen plan on numpy arrays (see `bind`)."""
+    function, values = bind(library, kernel, buffers, scalars)
     function(*values)

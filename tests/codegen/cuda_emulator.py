@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netdsl.runtime.cbuild import SCALAR_TYPES
+from netdsl.runtime.cbuild import bind
 
 HEADER = r"""
 #include <barrier>
@@ -113,19 +113,7 @@ class Emulator:
         self.library.netdsl_launch.argtypes = [ctypes.c_uint * 3, ctypes.c_uint * 3, THUNK]
 
     def launch(self, kernel, buffers: dict[str, np.ndarray], scalars: dict | None = None) -> None:
-        values, types = [], []
-        for arg in kernel.args:
-            if arg.buffer is not None:
-                array = buffers[arg.buffer.name]
-                assert array.dtype == np.dtype(arg.buffer.dtype) and array.size == arg.buffer.size
-                values.append(array.ctypes.data)
-                types.append(ctypes.c_void_p)
-            else:
-                kind = SCALAR_TYPES[arg.ctype]
-                values.append(kind(arg.value if arg.value is not None else (scalars or {})[arg.scalar]))
-                types.append(kind)
-        function = getattr(self.library, kernel.name)
-        function.restype, function.argtypes = None, types
+        function, values = bind(self.library, kernel, buffers, scalars)
         thunk = THUNK(lambda: function(*values))
         grid = (ctypes.c_uint * 3)(*kernel.launch.grid)
         block = (ctypes.c_uint * 3)(*kernel.launch.block)
