@@ -30,8 +30,9 @@ def test_writes_kernels_plan_and_memory(compiled):
     assert code == 0
     c, cu = (out / "kernels.c").read_text(), (out / "kernels.cu").read_text()
     # each kernel carries a comment naming its layer, kind and source line
-    assert "/* conv1.conv (conv, line 21): im2col */" in c and "/* conv1.conv (conv, line 21): im2col */" in cu
-    assert "void conv1_conv_im2col(" in c and "__global__" in cu and "__global__" not in c
+    assert "/* conv1.conv (conv, line 21): forward_images */" in c
+    assert "/* conv1.conv (conv, line 21): im2col */" in cu
+    assert "void conv1_conv_forward_images(" in c and "__global__" in cu and "__global__" not in c
     plan = json.loads((out / "plan.json").read_text())
     assert plan["batch"] == 128 and set(plan["schedule"]) == {"gpu0"}
     assert plan["fusion"]["conv2.conv"] == {"members": ["conv2.conv", "conv2.act"], "writes": ["conv2.act"]}
