@@ -64,6 +64,10 @@ class Executor(base.Executor):
         self.backward_calls = [self._bind(s) for s in self.program.backward]
         self.update_calls = [self._bind(s) for s in self.program.update]
         self.value_checks = self._value_checks()
+        # What the guard watches every step (see _guard): (layer, what, array), arrays bound once.
+        self.watched_weights = [(*_layer_and(name, "the {}"), array) for name, array in self.params.items()]
+        self.watched_grads = [(*_layer_and(name, "the gradient of {}"), self.arrays[tensor])
+                              for name, tensor in self.program.param_grads.items()]
 
     # ---- construction ------------------------------------------------------
     def _allocate(self) -> dict[str, np.ndarray]:
@@ -141,12 +145,12 @@ class Executor(base.Executor):
             super()._check(node, value, what)
 
     def _guard(self, watched, with_loss: bool, with_grads: bool) -> None:
-        """Checks only `watched`, (node, what, array) triples, each step: the weights with the
-        loss or scores after forward, the weight gradients after backward. A non-finite value that can harm training
-        shows there (one that a ReLU or max-pool drops cannot). Only then is every
-        output, and every gradient, scanned in order to name the first layer that went
-        bad, as the reference does; scanning them all every step costs a tenth of a
-        CIFAR-net step."""
+        """Checks only `watched`, (node, what, array) triples, each step: the weights with
+        the loss or scores after forward, the weight gradients after backward. A
+        non-finite value that can harm training shows there (one that a ReLU or
+        max-pool drops cannot). Only then is every output, and every gradient, scanned
+        in order to name the first layer that went bad, as the reference does;
+        scanning them all every step costs a tenth of a CIFAR-net step."""
         bad = [(node, what) for node, what, array in watched if not self._finite(array)] if self.guard else []
         if not bad:
             return
@@ -180,8 +184,7 @@ class Executor(base.Executor):
         with_loss = labels is not None and self.label_input is not None
         self._run(self.forward_calls if with_loss else self.inference_calls, train)
         final = self.loss if with_loss else self.scores_node
-        watched = [(final, "the output", self.arrays[self.program.values[final]])]
-        watched += [(name.rsplit(".", 1)[0], f"the {name.rsplit('.', 1)[1]}", array) for name, array in self.params.items()]
+        watched = [(final, "the output", self.arrays[self.program.values[final]]), *self.watched_weights]
         self._guard(watched, with_loss, with_grads=False)
         values = {node: self._value(node) for node in self.program.values if node not in (self.loss, self.label_input)}
         if with_loss:
@@ -192,8 +195,7 @@ class Executor(base.Executor):
     def _gradients(self, images, labels, train, with_metrics=False):
         scores, values, _ = self._forward(images, labels, train)
         self._run(self.backward_calls, train)
-        self._guard([(name.rsplit(".", 1)[0], f"the gradient of {name.rsplit('.', 1)[1]}", self.arrays[tensor])
-                     for name, tensor in self.program.param_grads.items()], True, with_grads=True)
+        self._guard(self.watched_grads, True, with_grads=True)
         grads = {name: self.arrays[tensor].reshape(self.params[name].shape)
                  for name, tensor in self.program.param_grads.items()}
         loss = values[self.loss].copy()
@@ -278,6 +280,12 @@ def _openblas_thread_functions():
                 set_.restype, set_.argtypes = None, [ctypes.c_int]
                 return get, set_
     return ()
+
+
+def _layer_and(param: str, what: str) -> tuple[str, str]:
+    """("f5.fc", what naming "weight") for the parameter "f5.fc.weight"."""
+    layer, name = param.rsplit(".", 1)
+    return layer, what.format(name)
 
 
 def _aligned(nbytes: int, alignment: int = 64) -> np.ndarray:
