@@ -264,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto: cuda if PyCUDA sees a GPU, else cpu if a C compiler is here, else reference")
         c.add_argument("--devices", type=device_list, metavar="0,1",
                        help="physical GPUs for the logical gpu0, gpu1, ... (cuda; default: all on GPU 0)")
+    from .inspect.commands import register as register_inspection
+    register_inspection(sub)  # show, compare, ablate, neighbours, export, time: they add their own --backend
     return p
 
 
