@@ -9,8 +9,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .errors import NetDslError, Pos, register_source
+from .resources import grammar_path
 
-GRAMMAR = Path(__file__).resolve().parent.parent / "grammar" / "netdsl.lark"
+GRAMMAR = grammar_path()
 
 # How the grammar's terminals read in an error message.
 _TERMINAL_WORDS = {

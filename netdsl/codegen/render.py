@@ -32,17 +32,17 @@ import functools
 import math
 import re
 from dataclasses import dataclass, replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import jinja2
 import numpy as np
 
 from ..layers import REGISTRY, REQUIRED
+from ..resources import templates_dir
 from .plan import ELEMENT_TYPES, SCALARS, Arg, Buffer, GemmVariant, Kernel, KernelSource
 from .targets import TARGETS, Target
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = templates_dir()
 
 # Loops shorter than this stay on one CPU thread: waking the OpenMP team costs
 # more than the work it would share.
