@@ -9,6 +9,7 @@ import networkx as nx
 from . import passes
 from .graph import build
 from .parse import parse_file, parse_text
+from .train.requirements import check_loss
 
 
 def compile_graph(path: str | Path | None = None, *, text: str | None = None, file: str = "<string>",
@@ -25,7 +26,7 @@ def compile_graph(path: str | Path | None = None, *, text: str | None = None, fi
         g.graph["batch"] = batch
     if after is not None:
         after("build", g)
-    return passes.run(g, after, training, plan)
+    return passes.run(g, after, training, plan, check=check_loss)
 
 
 class Network:

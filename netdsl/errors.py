@@ -14,6 +14,10 @@ from dataclasses import dataclass
 # by any later pass can show the offending line.
 _SOURCES: dict[str, str] = {}
 
+# Source lines longer than this are shown as a window around the caret, so a
+# megabyte-long line gives a message of a few lines, not of megabytes.
+SHOWN_LINE = 120
+
 
 def register_source(filename: str, text: str) -> None:
     _SOURCES[filename] = text
@@ -59,12 +63,25 @@ def format_error(err: NetDslError) -> str:
             if err.pos.end_line == err.pos.line and err.pos.end_column:
                 width = max(err.pos.end_column - col, 1)
             width = min(width, max(len(src) - col + 1, 1))
+            src, col, width = _window(src, col, width)
             gutter = f"{err.pos.line:>5} | "
             lines.append(gutter + src)
             lines.append(" " * (len(gutter) + col - 1) + "^" * width)
     if err.hint:
         lines.append(f"hint: {err.hint}")
     return "\n".join(lines)
+
+
+def _window(src: str, col: int, width: int) -> tuple[str, int, int]:
+    """At most SHOWN_LINE characters of `src` around column `col`, with `...` where cut."""
+    if len(src) <= SHOWN_LINE:
+        return src, col, width
+    width = min(width, SHOWN_LINE // 2)
+    start = max(min(col - 1 - SHOWN_LINE // 3, len(src) - SHOWN_LINE), 0)
+    shown = src[start:start + SHOWN_LINE]
+    head = "..." if start > 0 else ""
+    tail = "..." if start + SHOWN_LINE < len(src) else ""
+    return head + shown + tail, col - start + len(head), width
 
 
 def did_you_mean(word: str, choices) -> str:

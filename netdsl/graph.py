@@ -17,6 +17,11 @@ from .errors import NetDslError, Pos, did_you_mean
 from .layers import REGISTRY
 from .parse import parse_text
 from .train import spec as train_spec
+from .train.requirements import check_inputs
+
+# The grammar's keywords. `x` (in `3 x 32 x 32`) lexes as a name wherever a
+# name is allowed, so defining one is refused here rather than by the parser.
+RESERVED = ("network", "input", "param", "defaults", "tower", "on", "all", "train", "classes", "x")
 
 DEVICE = re.compile(r"gpu\d+\Z")
 
@@ -36,6 +41,9 @@ class _Builder:
         self.order = 0
 
     def _define(self, name: str, pos: Pos, what: str) -> None:
+        if name in RESERVED:
+            raise NetDslError(f"`{name}` is a reserved word and cannot name a {what}", pos,
+                              f"reserved words: {' '.join(RESERVED)}")
         if name in self.defined:
             first = self.defined[name]
             raise NetDslError(f"duplicate name `{name}`", pos,
@@ -122,6 +130,7 @@ def build(program: ast.Program, overrides: dict[str, str] | None = None) -> nx.D
     if b.g.graph["network"] is None:
         b.g.graph["network"] = program.file.rsplit("/", 1)[-1].removesuffix(".net")
     b.g.graph["train"] = train_spec.validate(b.train, b.g.graph["params"])
+    check_inputs(b.g, b.train)
     if not any(d.get("role") == "layer" for _, d in b.g.nodes(data=True)):
         raise NetDslError("the file defines no layers", Pos(program.file, 1, 1),
                           "add a statement such as `conv1 = conv(image, 32, size=3)`")

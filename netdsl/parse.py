@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -31,11 +33,27 @@ def _pos(file: str, item) -> Pos:
                getattr(meta, "end_column", None))
 
 
-def _number(text: str) -> int | float:
+# Numbers beyond these are typing mistakes, not sizes or rates: an integer
+# must fit int64 and a real number must be a finite double.
+MAX_ABS_INT = (1 << 63) - 1
+# Lark's tree transformer recurses once per nesting level; deeper brackets
+# than this are refused before parsing, with the position of the first one too many.
+MAX_NESTING = 64
+
+
+def _number(token: Token, file: str) -> int | float:
+    text = str(token)
     try:
-        return int(text)
-    except ValueError:
-        return float(text)
+        value: int | float = int(text)
+    except ValueError:  # a real number, or more digits than int() reads
+        value = float(text)
+        if not math.isfinite(value) and not any(c in text for c in ".eE"):
+            value = MAX_ABS_INT + 1
+    if isinstance(value, int) and abs(value) > MAX_ABS_INT or isinstance(value, float) and not math.isfinite(value):
+        shown = text if len(text) <= 24 else f"{text[:10]}...{text[-6:]} ({len(text)} characters)"
+        raise NetDslError(f"number too large: `{shown}`", _pos(file, token),
+                          "whole numbers go up to 2**63 - 1, real numbers up to about 1.8e308")
+    return value
 
 
 class _ToAst(Transformer):
@@ -48,7 +66,7 @@ class _ToAst(Transformer):
 
     # values
     def number(self, items):
-        return ast.Num(_number(items[0]), self._p(items[0]))
+        return ast.Num(_number(items[0], self.file), self._p(items[0]))
 
     def string(self, items):
         return ast.Str(items[0][1:-1], self._p(items[0]))
@@ -130,7 +148,7 @@ class _ToAst(Transformer):
 
 
 def _int_dim(token: Token, file: str) -> int:
-    value = _number(token)
+    value = _number(token, file)
     if not isinstance(value, int) or value <= 0:
         raise NetDslError(f"a size must be a positive whole number, not `{token}`", _pos(file, token))
     return value
@@ -138,7 +156,9 @@ def _int_dim(token: Token, file: str) -> int:
 
 def parse_text(text: str, file: str = "<string>", start: str = "start"):
     """Parse `text`; `start="set_value"` parses the right-hand side of a --set."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write; invisible, so never an error
     register_source(file, text)
+    _check_nesting(text, file)
     try:
         tree = _parser(start).parse(text)
         result = _ToAst(file).transform(tree)
@@ -153,10 +173,29 @@ def parse_text(text: str, file: str = "<string>", start: str = "start"):
     return result
 
 
+def _check_nesting(text: str, file: str) -> None:
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        ch = match.group()
+        if ch in ("(", "[", "{"):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise NetDslError(f"brackets nested more than {MAX_NESTING} deep",
+                                  _pos_of_offset(text, file, match.start()), "no network needs this much nesting")
+        elif ch in (")", "]", "}"):
+            depth = max(depth - 1, 0)
+
+
+# Brackets outside comments and strings (a comment or a string is matched whole and skipped).
+_BRACKETS = re.compile(r'#[^\n]*|"[^"\n]*"|[()\[\]{}]')
+
+
 def parse_file(path: str | Path) -> ast.Program:
     path = Path(path)
+    if path.is_dir():
+        raise NetDslError(f"{path} is a directory, not a .net file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise NetDslError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:

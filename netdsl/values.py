@@ -6,6 +6,7 @@ Shared by layer arguments and the `train` block. A bare name that is a
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from . import ast
@@ -17,6 +18,9 @@ TYPE_WORDS = {
     "kind": "a layer kind", "str": "a name", "call": "a name or a call",
 }
 INITIALISERS = ("gauss", "uniform", "constant")
+# Whole numbers (sizes, counts) stay below this: anything larger cannot be a
+# size that fits in memory, and beyond it arithmetic on shapes leaves int64.
+MAX_INT = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,15 @@ def coerce(what: str, want: str, value: ast.Value, params: dict) -> object:
     """Convert `value` to the type named by `want`, or raise a positioned error."""
     value = substitute(value, params)
     if want == "int":
-        if isinstance(value, ast.Num) and isinstance(value.value, int):
-            return value.value
-        if isinstance(value, ast.Num) and float(value.value).is_integer():
-            return int(value.value)
+        if isinstance(value, ast.Num) and (isinstance(value.value, int) or float(value.value).is_integer()):
+            number = int(value.value)
+            if abs(number) >= MAX_INT:
+                raise NetDslError(f"{what}: {show(value)} is too large (at most {MAX_INT - 1:,})", value.pos)
+            return number
         raise _wrong(what, want, value, _name_hint(value, params))
     if want == "float":
         if isinstance(value, ast.Num):
-            return float(value.value)
+            return float(value.value)  # the parser keeps every number a finite double
         raise _wrong(what, want, value, _name_hint(value, params))
     if want == "bool":
         if isinstance(value, ast.Name) and value.name in ("true", "false"):
@@ -99,7 +104,12 @@ def _init(what: str, value: ast.Value, params: dict) -> Init:
     if isinstance(value, ast.Call) and value.name in INITIALISERS:
         if len(value.args) != 1 or value.args[0].key is not None:
             raise NetDslError(f"{value.name}() takes one number", value.pos, f"for example {value.name}(0.01)")
-        return Init(value.name, coerce(f"{value.name}()", "float", value.args[0].value, params))
+        number = coerce(f"{value.name}()", "float", value.args[0].value, params)
+        if value.name != "constant" and not number >= 0:
+            raise NetDslError(f"{value.name}() needs a spread of 0 or more, not {number:g}",
+                              substitute(value.args[0].value, params).pos,
+                              "gauss(std) takes a standard deviation, uniform(limit) a half-width")
+        return Init(value.name, number)
     hint = f"known initialisers: {', '.join(INITIALISERS)}, or a number"
     if isinstance(value, ast.Call):
         raise NetDslError(f"unknown initialiser `{value.name}`{did_you_mean(value.name, INITIALISERS)}", value.pos, hint)

@@ -44,12 +44,16 @@ def pass_names() -> list[str]:
 
 
 def run(g: nx.DiGraph, after: Callable[[str, nx.DiGraph], None] | None = None,
-        training: bool = False, plan: bool = False) -> nx.DiGraph:
+        training: bool = False, plan: bool = False,
+        check: Callable[[nx.DiGraph], None] | None = None) -> nx.DiGraph:
     """Run every pass in order; `after(name, graph)` sees the graph after each.
-    `plan` implies `training`: the plan is of a training step."""
+    `plan` implies `training`: the plan is of a training step. `check(graph)`
+    runs once after the forward passes, before any training pass needs it."""
     chosen = FORWARD_PASSES + (TRAINING_PASSES if training or plan else []) + (PLAN_PASSES if plan else [])
-    for name, fn in chosen:
+    for i, (name, fn) in enumerate(chosen):
         g = fn(g)
         if after is not None:
             after(name, g)
+        if check is not None and i == len(FORWARD_PASSES) - 1:
+            check(g)
     return g

@@ -7,19 +7,13 @@ Needs: resolved kinds, arguments and input edges.
 """
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 
 from ..errors import NetDslError
+from ..graph_ops import ordered_inputs, topological  # noqa: F401 (re-exported)
 from ..layers import REGISTRY, ShapeError
-
-
-def ordered_inputs(g: nx.DiGraph, name: str) -> list[str]:
-    return [u for u, _ in sorted(g.in_edges(name), key=lambda e: g.edges[e]["slot"])]
-
-
-def topological(g: nx.DiGraph) -> list[str]:
-    """Topological order with ties broken by file order: the order users read."""
-    return list(nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["order"]))
 
 
 def infer_shapes(g: nx.DiGraph) -> nx.DiGraph:
@@ -29,13 +23,33 @@ def infer_shapes(g: nx.DiGraph) -> nx.DiGraph:
             continue
         layer = REGISTRY[node["kind"]]
         in_shapes = [tuple(g.nodes[u]["shape"]) for u in ordered_inputs(g, name)]
-        for u in ordered_inputs(g, name):
-            if g.nodes[u].get("label") and not layer.n_inputs == 2:
-                raise NetDslError(f"`{u}` is a label input; only a loss layer can read it", node["pos"])
+        is_loss = "loss" in layer.traits
+        for slot, u in enumerate(ordered_inputs(g, name)):
+            label = bool(g.nodes[u].get("label"))
+            if label and not (is_loss and slot == 1):
+                raise NetDslError(f"`{u}` is a label input; only a loss layer can read it, as its second input",
+                                  node["pos"])
+            if is_loss and slot == 1 and not label:
+                raise NetDslError(f"{node['kind']} `{name}` reads `{u}` where it needs a label input", node["pos"],
+                                  f"write {node['kind']}(scores, label), the label being an `input NAME : K classes`")
         try:
             node["shape"] = tuple(layer.output_shape(node["args"], in_shapes))
         except ShapeError as exc:
             raise NetDslError(f"{node['kind']} `{name}`: {exc.message}", node["pos"], exc.hint) from None
         node["params"] = {k: tuple(v) for k, v in layer.param_shapes(node["args"], in_shapes).items()}
+        _check_size(name, node)
         node["macs"] = int(layer.macs(node["args"], in_shapes, node["shape"]))
     return g
+
+
+# A tensor or parameter above this many values per image (8 GiB of float32)
+# cannot be allocated at any batch size; catching it here gives a position.
+MAX_ELEMENTS = 1 << 31
+
+
+def _check_size(name: str, node: dict) -> None:
+    for what, shape in [("output", node["shape"])] + [(f"parameter `{k}`", v) for k, v in node["params"].items()]:
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise NetDslError(f"{node['kind']} `{name}`: its {what} would hold {math.prod(shape):,} values "
+                              f"({'x'.join(map(str, shape))}), more than fits in memory", node["pos"],
+                              f"at most {MAX_ELEMENTS:,} values per tensor")

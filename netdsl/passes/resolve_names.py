@@ -27,8 +27,8 @@ from ..values import coerce, substitute
 def _kind(call: ast.LayerCall, params) -> str:
     value = substitute(call.kind, params)
     name = value.name if isinstance(value, ast.Name) else getattr(value, "value", None)
-    if name not in REGISTRY:
-        shown = call.kind.name if name is None else name
+    if not isinstance(name, str) or name not in REGISTRY:
+        shown = call.kind.name if name is None else str(name)
         via = f" (the value of param `{call.kind.name}`)" if call.kind.name in params else ""
         raise NetDslError(f"unknown layer kind `{shown}`{via}{did_you_mean(shown, REGISTRY)}", call.kind.pos,
                           f"known kinds: {', '.join(sorted(REGISTRY))}")
@@ -158,6 +158,13 @@ def resolve_names(g: nx.DiGraph) -> nx.DiGraph:
 
 def _gather(g, name, layer, inputs, pos) -> list[tuple[str, bool]]:
     """One (source, marked) per input slot, concatenating where a slot receives several."""
+    flat = [src for group, _ in inputs for src in group]
+    twice = next((src for i, src in enumerate(flat) if src in flat[:i]), None)
+    if twice is not None:
+        # The graph holds one edge per pair of nodes, so a second read of the same tensor would vanish.
+        raise NetDslError(f"{layer.kind} reads `{twice}` twice", pos,
+                          "a layer reads each tensor once; to use it twice, copy it first: "
+                          f"`{twice}_copy = transfer({twice})`")
     if layer.n_inputs is None:
         return [(src, marked) for group, marked in inputs for src in group]
     if layer.n_inputs == 1:

@@ -6,6 +6,7 @@ is caught at compile time, not hours into a run. Defaults are the paper's.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .. import ast
@@ -14,24 +15,61 @@ from ..values import CallValue, coerce, show, substitute
 
 REQUIRED = object()
 
-# name -> ((argument, type, default), ...) in positional order
-OPTIMIZERS = {"sgd": (("lr", "float", 0.01), ("momentum", "float", 0.9), ("weight_decay", "float", 0.0005))}
+# Largest batch, epoch count and seed accepted: far above any real run, and
+# small enough that every product of them stays an exact machine integer.
+MAX_BATCH = 1 << 16
+MAX_EPOCHS = 1 << 20
+MAX_SEED = (1 << 31) - 1
+
+
+# Checks return a complaint or None. They run when the file is compiled, so a
+# value that would fail an epoch into training (a step schedule dividing by
+# zero, a negative learning rate) is reported by `netdsl info` with its position.
+def positive(v):
+    return None if math.isfinite(v) and v > 0 else "must be a finite number greater than 0"
+
+
+def non_negative(v):
+    return None if math.isfinite(v) and v >= 0 else "must be a finite number, 0 or more"
+
+
+def fraction(v):
+    return None if 0 < v <= 1 else "must be greater than 0 and at most 1"
+
+
+def momentum(v):
+    return None if 0 <= v < 1 else "must be at least 0 and less than 1"
+
+
+def at_least_one(v):
+    return None if v >= 1 else "must be 1 or more"
+
+
+def nonzero_finite(v):
+    return None if math.isfinite(v) and v != 0 else "must be a finite number other than 0"
+
+
+# name -> ((argument, type, default[, check]), ...) in positional order
+OPTIMIZERS = {"sgd": (("lr", "float", 0.01, positive), ("momentum", "float", 0.9, momentum),
+                      ("weight_decay", "float", 0.0005, non_negative))}
 SCHEDULES = {
     "constant": (),
-    "step": (("every", "int", 30), ("factor", "float", 0.1)),
-    "plateau": (("factor", "float", 0.1), ("patience", "int", 1), ("min_lr", "float", 1e-6)),
+    "step": (("every", "int", 30, at_least_one), ("factor", "float", 0.1, positive)),
+    "plateau": (("factor", "float", 0.1, fraction), ("patience", "int", 1, at_least_one),
+                ("min_lr", "float", 1e-6, non_negative)),
 }
 AUGMENTATIONS = {
-    "random_crop": (("size", "int", REQUIRED), ("from", "int", 256)),
+    "random_crop": (("size", "int", REQUIRED, at_least_one), ("from", "int", 256, at_least_one)),
     "hflip": (),
-    "pca_lighting": (("std", "float", 0.1),),
+    "pca_lighting": (("std", "float", 0.1, non_negative),),
     # Caffe's transform_param `scale`: multiplies the mean-subtracted 0..255 pixels
-    "scale": (("factor", "float", REQUIRED),),
+    "scale": (("factor", "float", REQUIRED, nonzero_finite),),
 }
 TEST_MODES = {"center_crop": (), "ten_crop": ()}
 
 CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "test": TEST_MODES}
 SCALARS = {"batch": "int", "epochs": "int", "seed": "int"}
+SCALAR_RANGES = {"batch": (1, MAX_BATCH), "epochs": (1, MAX_EPOCHS), "seed": (0, MAX_SEED)}
 KEYS = tuple(SCALARS) + tuple(CHOICES) + ("augment",)
 
 
@@ -78,7 +116,10 @@ def call_value(what: str, table: dict, value: ast.Value, params: dict) -> CallVa
             raise NetDslError(f"unknown argument `{key}` of {name}(){did_you_mean(key, [s[0] for s in schema])}",
                               arg.pos, f"its arguments: {known}")
         kwargs[key] = coerce(f"`{name}({key}=...)`", spec[1], arg.value, params)
-    for key, _, default in schema:
+        complaint = spec[3](kwargs[key]) if len(spec) > 3 else None
+        if complaint:
+            raise NetDslError(f"`{key}` of {name}() {complaint}", substitute(arg.value, params).pos)
+    for key, _, default, *_ in schema:
         if key not in kwargs:
             if default is REQUIRED:
                 raise NetDslError(f"missing required argument `{key}` of {name}()", value.pos)
@@ -94,8 +135,12 @@ def validate(settings: dict[str, ast.Setting], params: dict) -> TrainSpec:
                               f"known settings: {', '.join(KEYS)}")
         if key in SCALARS:
             values[key] = coerce(f"`{key}`", SCALARS[key], setting.value, params)
-            if values[key] <= 0 and key != "seed":
-                raise NetDslError(f"`{key}` must be greater than 0", setting.value.pos)
+            low, high = SCALAR_RANGES[key]
+            if not low <= values[key] <= high:
+                where = substitute(setting.value, params).pos
+                if low == 1 and values[key] < 1:
+                    raise NetDslError(f"`{key}` must be greater than 0", where)
+                raise NetDslError(f"`{key}` must be between {low} and {high:,}, not {values[key]:,}", where)
         elif key in CHOICES:
             values[key] = call_value(key, CHOICES[key], setting.value, params)
         else:
@@ -140,5 +185,5 @@ def settable(settings: dict[str, ast.Setting]) -> list[str]:
         current = settings.get(key)
         value = current.value if current else None
         name = value.name if isinstance(value, (ast.Name, ast.Call)) else getattr(spec_defaults, key).name
-        names += [f"{key}.{arg}" for arg, _, _ in table.get(name, ())]
+        names += [f"{key}.{spec[0]}" for spec in table.get(name, ())]
     return names

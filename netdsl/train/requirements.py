@@ -1,0 +1,52 @@
+"""What training needs of a network, checked when the file is compiled so
+that `netdsl info` reports it with a position instead of `netdsl train`
+failing later without one: one image input, one loss reading scores and a
+label input, and written crops that fit the image input."""
+from __future__ import annotations
+
+import networkx as nx
+
+from .. import ast
+from ..errors import NetDslError, Pos
+from ..layers import REGISTRY
+from ..values import substitute
+
+
+def check_inputs(g: nx.DiGraph, settings: dict[str, ast.Setting]) -> None:
+    """One image input, and `random_crop` arguments (as written) that fit it."""
+    images = [n for n, d in g.nodes(data=True) if d.get("role") == "input" and not d["label"]]
+    if len(images) > 1:
+        first = g.nodes[images[0]]["pos"]
+        raise NetDslError(f"a second image input `{images[1]}`: a network reads one image input", g.nodes[images[1]]["pos"],
+                          f"`{images[0]}` (line {first.line}) is the image input; a second one would never be fed")
+    written = settings.get("augment")
+    if not images or written is None:
+        return  # the default augmentation is checked against the input when training starts
+    shape = g.nodes[images[0]]["shape"]
+    side = shape[-1]
+    items = substitute(written.value, g.graph["params"])
+    spec = g.graph["train"]
+    for item, call in zip(getattr(items, "items", ()), spec.augment):
+        if call.name != "random_crop":
+            continue
+        size, source = call.kwargs["size"], call.kwargs["from"]
+        if size != side:
+            raise NetDslError(f"random_crop({size}) does not fit the network's {side}x{side} input `{images[0]}`",
+                              item.pos, f"crop the input's size: random_crop({side}, from=...)")
+        if source < size:
+            raise NetDslError(f"random_crop(from={source}) is smaller than the {size}x{size} crop", item.pos,
+                              "`from` is the size images are prepared at; the crop is taken inside it")
+
+
+def check_loss(g: nx.DiGraph) -> None:
+    """Exactly one loss layer, after the forward passes resolved every kind."""
+    losses = sorted((n for n, d in g.nodes(data=True) if d.get("role") == "layer"
+                     and "loss" in REGISTRY[d["kind"]].traits), key=lambda n: g.nodes[n]["order"])
+    if not losses:
+        kinds = ", ".join(sorted(k for k, layer in REGISTRY.items() if "loss" in layer.traits))
+        raise NetDslError("the network has no loss layer, so it cannot be trained or tested", Pos(g.graph["file"], 1, 1),
+                          f"end it with a loss ({kinds}), e.g. `loss = softmax_loss(scores, label)`")
+    if len(losses) > 1:
+        first = g.nodes[losses[0]]["pos"]
+        raise NetDslError(f"a second loss layer `{losses[1]}`: a network is trained on one loss",
+                          g.nodes[losses[1]]["pos"], f"the first is `{losses[0]}` at line {first.line}")
