@@ -17,18 +17,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..errors import NetDslError
-from ..layers import REGISTRY
-from .infer_shapes import topological
-
-
-def loss_node(g: nx.DiGraph) -> str:
-    losses = [n for n in g if g.nodes[n]["role"] == "layer" and "loss" in REGISTRY[g.nodes[n]["kind"]].traits]
-    if len(losses) != 1:
-        found = ", ".join(losses) or "none"
-        raise NetDslError(f"training needs exactly one loss layer, found {found}",
-                          hint="end the network with `loss = softmax_loss(scores, label)`")
-    return losses[0]
+from ..graph_ops import loss_node, topological
 
 
 def build_backward(g: nx.DiGraph) -> nx.DiGraph:
