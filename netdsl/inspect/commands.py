@@ -11,6 +11,14 @@ def cmd_show_filters(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .compare import compare
+    text, written = compare(args.runs, args.output, args.target)
+    print(text)
+    print(f"wrote {written}")
+    return 0
+
+
 def register(sub) -> None:
     show = sub.add_parser("show", help="pictures of what a trained network learned")
     kinds = show.add_subparsers(dest="what", required=True)
@@ -19,3 +27,9 @@ def register(sub) -> None:
     c.add_argument("--layer", help="convolution statement or node name (default: the first convolution)")
     c.add_argument("-o", "--output", metavar="PNG", help="picture to write (default: beside the checkpoint)")
     c.set_defaults(fn=cmd_show_filters)
+
+    c = sub.add_parser("compare", help="several runs' curves on shared axes and a table")
+    c.add_argument("runs", nargs="+", metavar="RUN", help="run directories (config.json and metrics.jsonl)")
+    c.add_argument("-o", "--output", metavar="PNG", default="compare.png", help="picture (default compare.png)")
+    c.add_argument("--target", type=float, default=0.25, help="validation top-1 error to reach (default 0.25)")
+    c.set_defaults(fn=cmd_compare)
