@@ -3,12 +3,14 @@ message` with the source line, a caret and a hint, and exits with status 2."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from . import passes
+from . import argtypes
 from .compiler import compile_graph
 from .errors import NetDslError, format_error
 
@@ -144,7 +146,13 @@ def cmd_train(args) -> int:
     from .train.launch import resume_run, start_run
     progress = False if args.no_progress else None
     if args.resume:
-        trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress, args.devices)
+        fixed = argtypes.resume_conflicts(args)
+        if fixed:
+            raise NetDslError(f"--resume continues the run as it was started; it does not take {', '.join(fixed)}",
+                              hint="the network, its settings, the batch, the seed and the data come from "
+                              f"{args.resume}/config.json; --epochs, --save-every, --workers and --backend apply")
+        trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress, args.devices,
+                             args.epochs, args.save_every, args.workers)
     else:
         if not args.file:
             raise NetDslError("train needs a .net file (or --resume RUN)")
@@ -161,7 +169,7 @@ def cmd_train(args) -> int:
 def cmd_test(args) -> int:
     from .train.launch import test_checkpoint
     result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch, args.devices)
-    crops = "ten-crop" if args.ten_crop else "centre crop"
+    crops = "ten-crop" if result["ten_crop"] else "centre crop"
     print(f"{result['images']} validation images ({crops}): loss {result['loss']:.4f}, "
           f"top-1 error {result['top1_error']:.2%}, top-5 error {result['top5_error']:.2%}")
     return 0
@@ -210,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         return c
 
     c = net_command("info", "per-layer table and totals", cmd_info)
-    c.add_argument("--batch", type=int, help="batch size for memory figures (default: the train block's)")
+    c.add_argument("--batch", type=argtypes.batch, help="batch size for memory figures (default: the train block's)")
     c = net_command("compile", "check a network and write its graph", cmd_compile)
     c.add_argument("-o", "--output", metavar="DIR", help="output directory (default out/<network>)")
     c.add_argument("--dump-after", metavar="PASS", help="print the graph after this pass")
@@ -223,12 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", metavar="DIR", help="ImageNet-layout folder: DIR/train/<class>/*, DIR/val/<class>/*")
     c.add_argument("--out", metavar="RUN", help="run directory (default runs/<network>-<time>)")
     c.add_argument("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped")
-    c.add_argument("--epochs", type=int)
-    c.add_argument("--batch", type=int)
-    c.add_argument("--seed", type=int)
+    c.add_argument("--epochs", type=argtypes.positive, help="with --resume: train the run to this many epochs")
+    c.add_argument("--batch", type=argtypes.batch)
+    c.add_argument("--seed", type=argtypes.non_negative)
     c.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a param or train setting")
-    c.add_argument("--workers", type=int, default=2, help="loader threads (default 2)")
-    c.add_argument("--save-every", type=int, default=0, metavar="N", help="also checkpoint every N batches")
+    c.add_argument("--workers", type=argtypes.positive, help="loader threads (default 2)")
+    c.add_argument("--save-every", type=argtypes.non_negative, metavar="N", help="also checkpoint every N batches")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(fn=cmd_train)
 
@@ -236,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file", nargs="?", help="the .net file (optional: the run directory remembers it)")
     c.add_argument("--checkpoint", required=True, metavar="CKPT")
     c.add_argument("--data", required=True, metavar="DIR")
-    c.add_argument("--ten-crop", action="store_true", help="average the softmax over the paper's ten patches")
-    c.add_argument("--batch", type=int)
+    c.add_argument("--ten-crop", action=argparse.BooleanOptionalAction,
+                   help="average the softmax over the paper's ten patches (default: the file's `test` setting)")
+    c.add_argument("--batch", type=argtypes.batch)
     c.set_defaults(fn=cmd_test)
 
     c = sub.add_parser("predict", help="top-5 classes of images")
@@ -247,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("prepare", help="decode an image folder into the preprocessing cache")
     c.add_argument("dir")
-    c.add_argument("--size", type=int, default=256, help="short side and square crop (default 256)")
-    c.add_argument("--workers", type=int, help="decoding processes (default: one per core)")
+    c.add_argument("--size", type=argtypes.positive, default=256, help="short side and square crop (default 256)")
+    c.add_argument("--workers", type=argtypes.positive, help="decoding processes (default: one per core)")
     c.set_defaults(fn=cmd_prepare)
 
     c = sub.add_parser("make-dataset", help="write a built-in dataset as an ImageNet-layout folder")
@@ -279,6 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (`| head`) stopped reading: not an error. Point stdout at devnull so the
+        # interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except MemoryError:
+        print("error: not enough memory for this network at this batch size", file=sys.stderr)
+        print("hint: lower the batch size (--batch or --set batch=...)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,12 +13,17 @@ def log_softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def top_k_error(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Fraction of rows whose label is not among the k highest scores."""
+    """Fraction of rows whose label is not among the k highest scores.
+
+    Give it logits or log-probabilities, never probabilities, which underflow to
+    ties. A tie counts against the model: the label's rank is the number of
+    other classes scoring at least as high, so a net whose scores are all equal
+    (or NaN) gets every answer wrong rather than every answer right."""
     k = min(k, scores.shape[1])
     label_score = np.take_along_axis(scores, labels[:, None], axis=1)
-    # ranked by how many classes score strictly higher (ties count in favour)
-    rank = (scores > label_score).sum(axis=1)
-    return float((rank >= k).mean())
+    rank = (scores >= label_score).sum(axis=1) - 1
+    wrong = (rank >= k) | ~np.isfinite(label_score[:, 0]) | np.isnan(scores).any(axis=1)
+    return float(wrong.mean())
 
 
 class SoftmaxLoss(Layer):

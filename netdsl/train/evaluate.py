@@ -1,6 +1,9 @@
 """Validation and test: loss, top-1 and top-5 error over a whole split, with
 the centre crop or the paper's ten-crop (the softmax averaged over the four
-corner and centre patches and their mirror images)."""
+corner and centre patches and their mirror images).
+
+Everything stays in log space: probabilities of a diverged net underflow to
+0, and ranking zeros would make every class tie with the label."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,14 +11,20 @@ import numpy as np
 from ..layers.softmax_loss import log_softmax, top_k_error
 
 
-def probabilities(ex, images: np.ndarray) -> np.ndarray:
-    """Class probabilities; a 10 x N x ... ten-crop batch is averaged over crops."""
+def log_probabilities(ex, images: np.ndarray) -> np.ndarray:
+    """Log class probabilities (float64); a 10 x N x ... ten-crop batch is averaged over crops
+    in probability, computed as a log-sum-exp so nothing underflows."""
     crops = images if images.ndim == 5 else images[None]
-    total = None
-    for crop in crops:
-        p = np.exp(log_softmax(ex.forward(crop, train=False).astype(np.float64)))
-        total = p if total is None else total + p
-    return total / len(crops)
+    logs = np.stack([log_softmax(ex.forward(crop, train=False).astype(np.float64)) for crop in crops])
+    if len(logs) == 1:
+        return logs[0]
+    top = logs.max(axis=0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return top + np.log(np.exp(logs - top).mean(axis=0))
+
+
+def probabilities(ex, images: np.ndarray) -> np.ndarray:
+    return np.exp(log_probabilities(ex, images))
 
 
 def evaluate(ex, batches) -> dict:
@@ -23,12 +32,11 @@ def evaluate(ex, batches) -> dict:
     count = 0
     loss = top1 = top5 = 0.0
     for images, labels in batches:
-        p = probabilities(ex, images)
+        logp = log_probabilities(ex, images)
         n = len(labels)
-        picked = np.maximum(p[np.arange(n), labels], 1e-30)
-        loss += float(-np.log(picked).sum())
-        top1 += top_k_error(p, labels, 1) * n
-        top5 += top_k_error(p, labels, 5) * n
+        loss += float(-logp[np.arange(n), labels].sum())
+        top1 += top_k_error(logp, labels, 1) * n
+        top5 += top_k_error(logp, labels, 5) * n
         count += n
     if count == 0:
         return {"loss": float("nan"), "top1_error": float("nan"), "top5_error": float("nan"), "images": 0}

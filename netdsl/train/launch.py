@@ -3,6 +3,7 @@ the trainer: find or make the data, build the network and its executor, and
 set up or reopen a run directory."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -15,8 +16,10 @@ from ..data.folder import decode_square
 from ..data.loader import BatchLoader
 from ..data.prepare import prepare
 from ..errors import NetDslError
+from ..userpaths import check_data_dir, check_out_dir, check_regular_file
+from .checkpoints import check_checkpoint, expected_shapes, fallback_hint
 from .datasets import class_count, data_plan, default_dataset, input_scale, scaled
-from .evaluate import evaluate, probabilities
+from .evaluate import evaluate, log_probabilities
 from .trainer import RunOptions, Trainer, read_config, write_config
 
 
@@ -41,18 +44,23 @@ def open_data(net: Network, data_dir: str | None, workers: int | None = None, pr
 
 
 def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None, backend: str,
-              epochs: int | None, batch: int | None, seed: int | None, workers: int, save_every: int,
+              epochs: int | None, batch: int | None, seed: int | None, workers: int | None, save_every: int | None,
               progress: bool | None, devices: list[int] | None = None) -> Trainer:
-    source = Path(file).read_text()
+    # Everything the command line names is checked before the network is built or data is read.
+    check_regular_file(file, "network file")
+    if out:
+        check_out_dir(Path(out))
+    if data_dir is not None:
+        check_data_dir(data_dir)
+    source = Path(file).read_text(encoding="utf-8", errors="replace")
     net = network_from_source(source, str(file), overrides)
     options = RunOptions(epochs=epochs or net.train.epochs, batch=batch or net.train.batch,
-                         seed=net.train.seed if seed is None else seed, workers=workers, save_every=save_every,
-                         progress=progress)
-    data_path, data = open_data(net, data_dir, progress=progress)
+                         seed=net.train.seed if seed is None else seed, workers=workers or 2,
+                         save_every=save_every or 0, progress=progress)
+    data_plan(net)  # crops against the input, before any data is read
     run_dir = Path(out) if out else Path("runs") / f"{net.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (run_dir / "checkpoint.npz").exists():
-        raise NetDslError(f"{run_dir} already holds a run", hint=f"continue it with --resume {run_dir}, "
-                          "or choose another --out")
+    check_out_dir(run_dir)
+    data_path, data = open_data(net, data_dir, progress=progress)
     executor = net.executor(backend=backend, batch=options.batch, seed=options.seed, devices=devices)
     write_config(run_dir, {"file": str(file), "source": source, "overrides": overrides,
                            "data": str(data_path.resolve()), "backend": executor.backend,
@@ -62,59 +70,107 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     return Trainer(net, data, executor, run_dir, options)
 
 
-def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices: list[int] | None = None) -> Trainer:
-    config = read_config(Path(run_dir))
+def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices: list[int] | None = None,
+               epochs: int | None = None, save_every: int | None = None, workers: int | None = None) -> Trainer:
+    """Reopen a run. `epochs` extends (or states) its length; `save_every` and `workers` apply
+    from here on. The checkpoint is checked whole before anything in the run is rewritten."""
+    run_path = Path(run_dir)
+    config = read_config(run_path)
     net = network_from_source(config["source"], config["file"], config["overrides"])
-    options = RunOptions(**{**config["options"], "progress": progress})
+    changes = {k: v for k, v in (("epochs", epochs), ("save_every", save_every), ("workers", workers)) if v}
+    options = RunOptions(**{**config["options"], **changes, "progress": progress})
+    checkpoint = run_path / "checkpoint.npz"
+    state = {}
+    if checkpoint.exists():
+        params = expected_shapes(net.graph)
+        try:
+            state = check_checkpoint(checkpoint, params, training=True)
+        except NetDslError as err:
+            raise NetDslError(err.message, hint=fallback_hint(checkpoint, params, training=True) or err.hint
+                              or f"nothing in {run_path} was changed") from None
+    done = state.get("epoch", 0)
+    if epochs is not None and epochs < done:
+        raise NetDslError(f"--epochs {epochs}: {run_path} has already trained {done} epochs",
+                          hint=f"give --epochs {done + 1} or more to train further")
+    if epochs is None and state and done >= options.epochs:
+        raise NetDslError(f"{run_path} already finished its {options.epochs} epochs",
+                          hint=f"give --epochs {options.epochs + 1} or more to train further")
     _, data = open_data(net, config["data"], progress=progress)
     executor = net.executor(backend=backend or config["backend"], batch=options.batch, seed=options.seed,
                             devices=devices)
-    trainer = Trainer(net, data, executor, Path(run_dir), options)
-    if (Path(run_dir) / "checkpoint.npz").exists():
+    trainer = Trainer(net, data, executor, run_path, options)
+    if state:
         trainer.restore()
-        print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, batch {trainer.next_batch}")
+    if changes:
+        write_config(run_path, {**config, "options": {**config["options"], **changes}})
+    if state:
+        print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, batch {trainer.next_batch}"
+              + (f", now for {options.epochs} epochs" if epochs else ""))
     return trainer
 
 
 def checkpoint_network(checkpoint: str) -> tuple[Network, dict]:
-    """The network a checkpoint belongs to, from its run directory's config."""
+    """The network a checkpoint belongs to, from its run directory's config, with the
+    checkpoint checked against it (cheaply, before any executor is built)."""
     path = Path(checkpoint)
-    if not path.exists():
-        raise NetDslError(f"no checkpoint at {path}")
+    check_regular_file(path, "checkpoint")
     config = read_config(path.parent)
-    return network_from_source(config["source"], config["file"], config["overrides"]), config
+    net = network_from_source(config["source"], config["file"], config["overrides"])
+    params = expected_shapes(net.graph)
+    try:
+        check_checkpoint(path, params)
+    except NetDslError as err:
+        raise NetDslError(err.message, hint=fallback_hint(path, params) or err.hint) from None
+    return net, config
 
 
-def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool, backend: str, batch: int | None,
+def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backend: str, batch: int | None,
                     devices: list[int] | None = None) -> dict:
+    """Errors on DIR/val; `ten_crop` None means the file's own `test` mode."""
+    check_regular_file(checkpoint, "checkpoint")
+    check_data_dir(data_dir)
     net, config = checkpoint_network(checkpoint)
-    _, data = open_data(net, data_dir)
     _, _, test_aug = data_plan(net, ten_crop=ten_crop)
+    _, data = open_data(net, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
-        return evaluate(ex, scaled(loader, input_scale(net)))
+        result = evaluate(ex, scaled(loader, input_scale(net)))
+    return {**result, "ten_crop": test_aug.crop_mode == "ten"}
 
 
 def predict(checkpoint: str, images: list[str], backend: str, devices: list[int] | None = None,
             top: int = 5) -> list[tuple[str, list]]:
+    for path in images:  # before the checkpoint, which may be hundreds of MB
+        check_regular_file(path, "image")
     net, config = checkpoint_network(checkpoint)
     prepared_size, _, _ = data_plan(net)
     side = net.graph.nodes[next(n for n in net.graph if net.graph.nodes[n].get("role") == "input"
                                 and not net.graph.nodes[n]["label"])]["shape"][1]
+    decoded = []
+    for path in images:
+        try:
+            decoded.append(decode_square(path, prepared_size))
+        except Exception as exc:  # any decoder failure is a bad input file, reported per image
+            raise NetDslError(f"cannot read image {path}: {_decoder_reason(exc)}") from None
     ex = net.executor(backend=backend, batch=1, devices=devices)
     ex.load(checkpoint)
     mean_file = Path(checkpoint).parent / "mean.npy"
     mean = np.load(mean_file) if mean_file.exists() else None
     names = config.get("class_names") or config.get("classes")
     results = []
-    for path in images:
-        try:
-            pixels = decode_square(path, prepared_size)
-        except Exception as exc:  # any decoder failure is a bad input file, reported per image
-            raise NetDslError(f"cannot read image {path}: {exc}") from None
+    for path, pixels in zip(images, decoded):
         batch = center_crop(pixels[None], side, mean) * np.float32(input_scale(net))
-        p = probabilities(ex, batch)[0]
-        best = np.argsort(-p)[:top]
-        results.append((path, [(names[i] if i < len(names) else f"class {i}", float(p[i])) for i in best]))
+        logp = log_probabilities(ex, batch)[0]
+        best = np.argsort(-logp, kind="stable")[:top]
+        results.append((path, [(names[i] if i < len(names) else f"class {i}", float(np.exp(logp[i])))
+                               for i in best]))
     return results
+
+
+def _decoder_reason(exc: Exception) -> str:
+    """The codec's complaint without the in-memory buffer's repr Pillow puts in it."""
+    text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc)).strip()
+    if "cannot identify image file" in text or not text:
+        return "not an image in a format netdsl reads (JPEG, PNG, BMP, WebP)"
+    return text

@@ -61,6 +61,7 @@ class Trainer:
         self.ex.save(self.run_dir / name, state=json.dumps(state))
 
     def restore(self) -> None:
+        """Load checkpoint.npz (checked beforehand by checkpoints.check_checkpoint)."""
         extra = self.ex.load(self.run_dir / "checkpoint.npz")
         state = json.loads(str(extra["state"]))
         self.epoch, self.next_batch, self.sums, self.best = (state["epoch"], state["next_batch"], state["sums"],
@@ -68,13 +69,13 @@ class Trainer:
         self.schedule.restore(state["schedule"])
         metrics = self.run_dir / "metrics.jsonl"
         if metrics.exists():  # drop epochs the interrupted run logged after this checkpoint
-            lines = [json.loads(l) for l in metrics.read_text().splitlines() if l.strip()]
-            self.history = [h for h in lines if h["epoch"] <= self.epoch]
+            self.history = [h for h in read_metrics(metrics) if h["epoch"] <= self.epoch]
             metrics.write_text("".join(json.dumps(h) + "\n" for h in self.history))
 
     # ---- the loop -----------------------------------------------------------
     def run(self) -> list[dict]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.run_dir)
         while self.epoch < self.opt.epochs:
             self._train_epoch()
             self._finish_epoch()
@@ -97,9 +98,7 @@ class Trainer:
                 try:
                     m = self.ex.step(images, labels)
                 except NonFiniteError as exc:
-                    raise NetDslError(f"training stopped: {exc}",
-                                      hint="lower the learning rate (--set optimizer.lr=...) or check the data; "
-                                      f"the last good state is {self.run_dir / 'checkpoint.npz'}") from None
+                    raise NetDslError(f"training stopped: {exc}", hint=self._non_finite_hint()) from None
                 self.next_batch += 1
                 self.sums["loss"] += m["loss"]
                 self.sums["top1"] += m["top1_error"]
@@ -115,6 +114,13 @@ class Trainer:
                     self.save()
             self.sums["seconds"] += time.perf_counter() - started
 
+    def _non_finite_hint(self) -> str:
+        checkpoint = self.run_dir / "checkpoint.npz"
+        where = (f"the last good state is {checkpoint}" if checkpoint.exists()
+                 else "no checkpoint was written yet (the first is written at the end of epoch 1"
+                 + (f" or after {self.opt.save_every} batches)" if self.opt.save_every else ")"))
+        return f"lower the learning rate (--set optimizer.lr=...) or check the data; {where}"
+
     def _finish_epoch(self) -> None:
         val_started = time.perf_counter()
         with self._loader("val", self.test_aug, 0) as loader:
@@ -127,13 +133,15 @@ class Trainer:
             "images_per_s": self.sums["batches"] * self.opt.batch / max(self.sums["seconds"], 1e-9),
             "seconds": self.sums["seconds"] + time.perf_counter() - val_started,
         }
+        # The next lr first: whatever can fail at the epoch's end fails before the epoch is logged.
+        next_lr = self.schedule.after_epoch(self.epoch + 1, val["top1_error"])
         self.history.append(record)
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
               f"top-1 {record['val_top1_error']:.2%}, top-5 {record['val_top5_error']:.2%}, "
               f"{record['images_per_s']:.1f} images/s", flush=True)
-        self.ex.lr = self.schedule.after_epoch(self.epoch + 1, val["top1_error"])
+        self.ex.lr = next_lr
         self.epoch, self.next_batch = self.epoch + 1, 0
         self.sums = {"loss": 0.0, "top1": 0.0, "batches": 0, "seconds": 0.0}
         if val["top1_error"] < self.best:
@@ -151,8 +159,58 @@ def write_config(run_dir: Path, config: dict) -> None:
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+CONFIG_KEYS = ("file", "source", "overrides", "data", "backend", "options")
+
+
 def read_config(run_dir: Path) -> dict:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise NetDslError(f"{run_dir} {'is not a directory' if run_dir.exists() else 'does not exist'}",
+                          hint="--resume and a checkpoint's folder are run directories made by `netdsl train`")
+    if not path.is_file():
         raise NetDslError(f"{run_dir} is not a run directory (no config.json)")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NetDslError(f"{path} is damaged: {exc}", hint="nothing was changed; it is written once when a run "
+                          "starts, so a copy from a backup (or the run's own logs) restores it") from None
+    missing = [k for k in CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    if missing or not isinstance(config.get("options"), dict) or not isinstance(config.get("overrides"), dict):
+        raise NetDslError(f"{path} is damaged: it lacks " + (f"`{missing[0]}`" if missing else "valid options"),
+                          hint="nothing was changed")
+    known = set(RunOptions.__dataclass_fields__)
+    if not set(config["options"]) <= known or not {"epochs", "batch", "seed"} <= set(config["options"]):
+        raise NetDslError(f"{path} is damaged: its options are not a run's options", hint="nothing was changed")
+    return config
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl's records. A half-written last line (a run killed while logging)
+    belongs to an epoch no checkpoint holds, so it is dropped, with a note; a bad line
+    before the last is damage and an error."""
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("not an epoch record")
+        except ValueError:
+            if i == len(lines) - 1:
+                print(f"{path}: dropping a half-written last line (an epoch no checkpoint holds)")
+                break
+            raise NetDslError(f"{path} is damaged at line {i + 1}", hint="nothing was changed; remove or repair "
+                              "that line to resume") from None
+        records.append(record)
+    return records
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Temporary checkpoint files of a run killed while saving: never valid, never renamed into place."""
+    for tmp in sorted(run_dir.glob("*.tmp.npz")):
+        try:
+            tmp.unlink()
+            print(f"removed {tmp}, left by an interrupted save")
+        except OSError:
+            pass
