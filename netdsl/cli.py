@@ -13,6 +13,7 @@ from . import passes
 from . import argtypes
 from .compiler import compile_graph
 from .errors import NetDslError, format_error
+from .userpaths import check_out_dir
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:
@@ -115,6 +116,8 @@ def cmd_compile(args) -> int:
         raise NetDslError(f"--dump-after: unknown pass `{args.dump_after}`", hint=f"passes: {', '.join(known)}")
     forward_only = ["build"] + [name for name, _ in passes.FORWARD_PASSES]
     plan = bool(args.target) or (args.dump_after is not None and args.dump_after not in forward_only)
+    if args.output:
+        check_out_dir(args.output, run=False)
 
     def after(name, g):
         if name == args.dump_after:

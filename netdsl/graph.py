@@ -122,13 +122,20 @@ class _Builder:
                                   hint=f"names --set accepts here: {', '.join(known)}")
 
 
+def default_name(file: str) -> str:
+    """The network's name when the file has no `network` statement: the file's name, made a
+    plain word, since `compile` and `train` put it in a path (`...net` must not give `..`)."""
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", file.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".net"))
+    return stem if re.search(r"[A-Za-z0-9]", stem) else "network"
+
+
 def build(program: ast.Program, overrides: dict[str, str] | None = None) -> nx.DiGraph:
     b = _Builder(program)
     for statement in program.statements:
         b.statement(statement)
     b.apply_overrides(overrides or {})
     if b.g.graph["network"] is None:
-        b.g.graph["network"] = program.file.rsplit("/", 1)[-1].removesuffix(".net")
+        b.g.graph["network"] = default_name(program.file)
     b.g.graph["train"] = train_spec.validate(b.train, b.g.graph["params"])
     check_inputs(b.g, b.train)
     if not any(d.get("role") == "layer" for _, d in b.g.nodes(data=True)):

@@ -191,9 +191,8 @@ _BRACKETS = re.compile(r'#[^\n]*|"[^"\n]*"|[()\[\]{}]')
 
 
 def parse_file(path: str | Path) -> ast.Program:
-    path = Path(path)
-    if path.is_dir():
-        raise NetDslError(f"{path} is a directory, not a .net file")
+    from .userpaths import check_regular_file
+    path = check_regular_file(path, "network file")  # a FIFO would block the read; a directory cannot be read
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
