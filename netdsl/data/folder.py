@@ -113,10 +113,12 @@ def _class_folders(split_dir: Path) -> list[str]:
 def _labelled_images(split_dir: Path, classes: list[str], index: dict[str, int]) -> list[LabelledImage]:
     images = []
     for name in classes:
+        # A symbolic link is listed even when it dangles or loops, so that decoding
+        # fails on it and it is counted and named with the other unreadable files.
         files = sorted(
             p
             for p in (split_dir / name).iterdir()
-            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and (p.is_symlink() or p.is_file())
         )
         images.extend((path, index[name]) for path in files)
     return images
@@ -160,13 +162,26 @@ def decode_square(path: str | Path, size: int) -> np.ndarray:
     if image is None:
         image = image_module.open(io.BytesIO(data))
         image.draft("RGB", (size, size))  # JPEG only: Pillow's own DCT-domain downscale
-        image = image.convert("RGB")
+        image = _to_rgb(image, image_module)
     width, height = image.size
     if (width, height) != (size, size):
         side = min(width, height)
         box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
         image = image.resize((size, size), image_module.Resampling.BILINEAR, box=box)
     return np.asarray(image, dtype=np.uint8)
+
+
+def _to_rgb(image, image_module):
+    """RGB at 8 bits. Pillow's convert("RGB") clips 16-bit grey ("I;16", "I") at 255,
+    which turns a 16-bit PNG white; those are scaled down by their bit depth instead."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        wide = np.asarray(image).astype(np.int64)
+        grey = np.clip(wide // 257, 0, 255).astype(np.uint8)  # 65535 -> 255, exactly
+        return image_module.fromarray(grey, "L").convert("RGB")
+    if image.mode == "F":
+        grey = np.clip(np.nan_to_num(np.asarray(image)), 0, 255).astype(np.uint8)
+        return image_module.fromarray(grey, "L").convert("RGB")
+    return image.convert("RGB")
 
 
 @functools.cache

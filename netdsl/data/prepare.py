@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import uuid
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -89,9 +90,11 @@ def prepare(
         raise ValueError(f"{target} exists and is not a prepared-dataset cache; refusing to replace it")
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(target)
     # Built beside the target and renamed into place, so a killed run leaves no valid-looking cache.
     building = target.with_name(f".{target.name}.building-{uuid.uuid4().hex[:8]}")
     building.mkdir()
+    (building / OWNER).write_text(_owner())
     try:
         workers = (os.cpu_count() or 1) if workers is None else workers
         meta = _build(dataset, size, building, workers, progress)
@@ -146,15 +149,77 @@ def default_cache_dir(root: Path, size: int) -> Path:
 def _fingerprint(dataset: FolderDataset, size: int) -> str:
     """Changes whenever a file is added, removed, renamed, rewritten or touched.
 
-    The class list is part of it: an added empty class folder renumbers the labels.
+    Per file: its name, size, modification time and a hash of its first and last
+    4 KiB, so a file rewritten with its old size and time (`cp -p`, `rsync -t`)
+    is noticed unless only its middle changed; the cost is two small reads per
+    file on each start. The class list is part of it: an added empty class
+    folder renumbers the labels.
     """
     digest = hashlib.sha256(f"format={CACHE_FORMAT} size={size}\n".encode())
     digest.update("\0".join(dataset.classes).encode() + b"\n")
     name_file = dataset.name_file()
     for path in dataset.files() + ([name_file] if name_file else []):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(dataset.root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        try:
+            stat = path.stat()
+        except OSError:  # a dangling link or a loop: decoding will skip and name it
+            digest.update(f"{path.relative_to(dataset.root)}\0unreadable\n".encode())
+            continue
+        digest.update(f"{path.relative_to(dataset.root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        digest.update(_ends(path, stat.st_size) + b"\n")
     return digest.hexdigest()
+
+
+ENDS = 4096  # bytes hashed at each end of a file for the fingerprint
+
+
+def _ends(path: Path, size: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(ENDS)
+            if size > 2 * ENDS:
+                f.seek(size - ENDS)
+            tail = f.read(ENDS)
+    except OSError:
+        return b"unreadable"
+    return hashlib.sha256(head + tail).digest()
+
+
+OWNER = ".owner"  # "host pid" of the process building a cache folder
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()} {os.getpid()}\n"
+
+
+def _alive(owner: str) -> bool:
+    host, _, pid = owner.strip().partition(" ")
+    if host != socket.gethostname():
+        return True  # another machine's build, on a shared disk: never ours to remove
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned(target: Path) -> None:
+    """Delete build and stale folders of `target` left by killed runs (a build holds a
+    whole decoded split: hundreds of GB at ImageNet scale). A build whose owner is
+    still running is left alone."""
+    for path in target.parent.glob(f".{target.name}.*-*"):
+        kind = path.name[len(target.name) + 2:].split("-", 1)[0]
+        if kind not in ("building", "stale") or not path.is_dir():
+            continue
+        if kind == "building":
+            try:
+                owner = (path / OWNER).read_text()
+            except OSError:
+                owner = ""  # killed before it wrote its owner, or made by an older netdsl
+            if owner and _alive(owner):
+                continue
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _fingerprint_in(cache_dir: Path) -> str | None:

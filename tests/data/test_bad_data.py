@@ -1,0 +1,78 @@
+"""Data the pipeline used to get wrong: 16-bit PNGs, files rewritten with their
+old size and time, symbolic links that lead nowhere, and build folders of a
+killed `prepare`."""
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from netdsl.data.folder import DataWarning, decode_square
+from netdsl.data.prepare import prepare
+
+prepare_module = importlib.import_module("netdsl.data.prepare")
+
+
+def test_16_bit_grayscale_png_keeps_its_levels(tmp_path):
+    levels = (np.arange(16 * 16).reshape(16, 16) * 257).astype(np.uint16)  # 0 .. 65535 in 257 steps
+    path = tmp_path / "grey16.png"
+    Image.fromarray(levels).save(path)
+    assert Image.open(path).mode.startswith("I")
+    pixels = decode_square(path, 16)
+    assert pixels.shape == (16, 16, 3)
+    assert np.array_equal(pixels[..., 0], (levels // 257).astype(np.uint8))
+    assert np.array_equal(pixels[..., 0], pixels[..., 2])
+
+
+def test_rewrite_with_old_size_and_time_rebuilds(tiny_dataset):
+    """What `cp -p` and `rsync -t` do: new bytes, same size, same modification time."""
+    before = prepare(tiny_dataset, size=8, workers=1, progress=False)
+    target = tiny_dataset / "train" / "ant" / "0.png"
+    other = tiny_dataset / "train" / "ant" / "1.png"
+    stat = target.stat()
+    data = other.read_bytes()
+    assert len(data) == stat.st_size  # random PNGs of one shape compress to one size
+    target.write_bytes(data)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert target.stat().st_size == stat.st_size and target.stat().st_mtime_ns == stat.st_mtime_ns
+    after = prepare(tiny_dataset, size=8, workers=1, progress=False)
+    assert np.array_equal(after.train_images[0], after.train_images[1])
+    assert not np.array_equal(before.train_images[0], after.train_images[0])
+
+
+def test_dangling_and_looping_links_are_counted_and_named(tiny_dataset):
+    folder = tiny_dataset / "train" / "bee"
+    os.symlink("nowhere.png", folder / "dangling.png")
+    os.symlink("loop.png", folder / "loop.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        data = prepare(tiny_dataset, size=8, workers=1, progress=False)
+    assert sorted(data.skipped) == ["train/bee/dangling.png", "train/bee/loop.png"]
+    message = " ".join(str(w.message) for w in caught)
+    assert "skipped 2 unreadable" in message and "dangling.png" in message and "loop.png" in message
+
+
+def test_build_folder_of_a_killed_prepare_is_removed(tiny_dataset):
+    cache_root = tiny_dataset / ".netdsl-cache"
+    cache_root.mkdir()
+    abandoned = cache_root / ".8.building-deadbeef"
+    abandoned.mkdir()
+    (abandoned / "train_images.npy").write_bytes(b"\0" * 4096)
+    (abandoned / ".owner").write_text(f"{os.uname().nodename} 999999999\n")  # no such process
+    without_owner = cache_root / ".8.building-0badf00d"
+    without_owner.mkdir()
+    stale = cache_root / ".8.stale-12345678"
+    stale.mkdir()
+    running = cache_root / ".8.building-cafecafe"
+    running.mkdir()
+    (running / ".owner").write_text(f"{os.uname().nodename} {os.getpid()}\n")
+    prepare(tiny_dataset, size=8, workers=1, progress=False)
+    assert sorted(p.name for p in cache_root.iterdir()) == [".8.building-cafecafe", "8"]
+
+
+def test_owner_host_is_what_prepare_writes():
+    host, pid = prepare_module._owner().split()
+    assert host == os.uname().nodename and int(pid) == os.getpid()
