@@ -13,6 +13,7 @@ from . import passes
 from . import argtypes
 from .compiler import compile_graph
 from .errors import NetDslError, format_error
+from .inspect.transforms import TRANSFORMS
 from .userpaths import check_out_dir
 
 
@@ -170,6 +171,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_test(args) -> int:
+    if len(args.checkpoint) > 1 or args.transform:
+        from .inspect.ensemble import ensemble_errors, test_table
+        print(test_table(ensemble_errors(args.checkpoint, args.data, args.ten_crop, args.transform, args.backend,
+                                       args.batch, args.devices)))
+        return 0
+    args.checkpoint = args.checkpoint[0]
     from .train.launch import test_checkpoint
     result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch, args.devices)
     crops = "ten-crop" if result["ten_crop"] else "centre crop"
@@ -179,6 +186,14 @@ def cmd_test(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    members = [a for a in args.images if a.endswith(".npz")]  # more checkpoints: an ensemble
+    if members:
+        from .inspect.ensemble import predict_ensemble, predict_text
+        images = [a for a in args.images if not a.endswith(".npz")]
+        if not images:
+            raise NetDslError("predict needs at least one image after the checkpoints")
+        print(predict_text(predict_ensemble([args.checkpoint] + members, images, args.backend, args.devices)))
+        return 0
     from .train.launch import predict
     for path, ranked in predict(args.checkpoint, args.images, args.backend, args.devices):
         print(path)
@@ -245,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("test", help="top-1/top-5 error of a checkpoint on DIR/val")
     c.add_argument("file", nargs="?", help="the .net file (optional: the run directory remembers it)")
-    c.add_argument("--checkpoint", required=True, metavar="CKPT")
+    c.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
+                   help="repeat for an ensemble: the members' softmax outputs are averaged")
+    c.add_argument("--transform", choices=sorted(TRANSFORMS), help="errors with every image transformed so")
     c.add_argument("--data", required=True, metavar="DIR")
     c.add_argument("--ten-crop", action=argparse.BooleanOptionalAction,
                    help="average the softmax over the paper's ten patches (default: the file's `test` setting)")
@@ -254,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("predict", help="top-5 classes of images")
     c.add_argument("checkpoint", metavar="CKPT")
-    c.add_argument("images", nargs="+", metavar="IMAGE")
+    c.add_argument("images", nargs="+", metavar="IMAGE", help="images; .npz files first are more ensemble members")
     c.set_defaults(fn=cmd_predict)
 
     c = sub.add_parser("prepare", help="decode an image folder into the preprocessing cache")
