@@ -54,49 +54,32 @@ def cmd_info(args) -> int:
 
 
 KERNEL_FILES = {"c": "kernels.c", "cuda": "kernels.cu"}
+# Where each target's plan places the logical devices: what `netdsl train --backend cpu`
+# and `--backend cuda --devices 0,1` allocate.
+PLACEMENTS = {"c": ("the cpu backend: every logical device on the host", lambda device: "host"),
+              "cuda": ("the cuda backend: a GPU per logical device", lambda device: device)}
 
 
-def network_sources(g, target: str) -> list:
-    """Every forward layer's kernels at the planned batch size, in step order."""
-    from .codegen import render_layer
-    from .passes.infer_shapes import ordered_inputs, topological
-    from .passes.plan_memory import plan_batch
-    sources = []
-    for name in topological(g):
-        d = g.nodes[name]
-        if d["role"] == "layer":
-            shapes = [tuple(g.nodes[u]["shape"]) for u in ordered_inputs(g, name)]
-            sources.append(render_layer(d["kind"], name, d["pos"].line if d.get("pos") else 0, d["args"], shapes,
-                                        tuple(d["shape"]), plan_batch(g), target))
-    return sources
-
-
-def _write_plan(g, out: Path, targets: list[str]) -> list[str]:
+def _write_plan(g, out: Path, targets: list[str], batch: int, after=None) -> list[str]:
     """kernels.c / kernels.cu, plan.json and memory.json; prints what they hold."""
     import json
 
     from .codegen import nvcc, render_module
-    from .passes.fuse import fusion_groups
-    written, mib, kernels = [], 2 ** 20, {}
-    memory = g.graph["memory"]
+    from .plan_report import memory_json, memory_table, plan_json
+    written, kernels = [], {}
     for target in targets:
-        sources = network_sources(g, target)
-        kernels[target] = list(dict.fromkeys(k.name for s in sources for k in s.kernels))
-        (out / KERNEL_FILES[target]).write_text(render_module(sources, target))
-        written.append(KERNEL_FILES[target])
-        print(f"{target}: {len(kernels[target])} kernels for {len(sources)} layers in {KERNEL_FILES[target]}")
-    fusion = {head: {"members": members, "writes": g.nodes[head]["fused_writes"]}
-              for head, members in fusion_groups(g).items()}
-    (out / "plan.json").write_text(json.dumps({"network": g.graph["network"], "batch": memory["batch"],
-                                               "fusion": fusion, "schedule": g.graph["schedule"]}, indent=1))
-    (out / "memory.json").write_text(json.dumps(memory, indent=1))
-    written += ["plan.json", "memory.json"]
-    print(f"{len(fusion)} fusion groups; memory per device at batch {memory['batch']} "
-          "(one arena for the step; parameters and momentum besides):")
-    for device, d in memory["devices"].items():
-        print(f"  {device}: planned peak {d['arena_bytes'] / mib:,.1f} MiB vs {d['sum_bytes'] / mib:,.1f} MiB "
-              f"for every buffer apart ({d['arena_bytes'] / d['sum_bytes']:.0%}); most live at once "
-              f"{d['live_peak_bytes'] / mib:,.1f} MiB; parameters + momentum {d['persistent_bytes'] / mib:,.1f} MiB")
+        where, placement = PLACEMENTS[target]
+        plan = passes.plan_step(g, batch, target, placement, after=after)
+        kernels[target] = [k.name for m in plan.modules for k in m.kernels if k.shape != "gemm"]
+        (out / KERNEL_FILES[target]).write_text(render_module(plan.modules, target))
+        suffix = "" if len(targets) == 1 else f".{target}"
+        (out / f"plan{suffix}.json").write_text(json.dumps(plan_json(plan), indent=1))
+        (out / f"memory{suffix}.json").write_text(json.dumps(memory_json(plan), indent=1))
+        written += [KERNEL_FILES[target], f"plan{suffix}.json", f"memory{suffix}.json"]
+        layers = sum(1 for _, d in g.nodes(data=True) if d["role"] == "layer")
+        print(f"{target}: {plan.kernel_count} kernels from {len(plan.modules)} distinct bodies for "
+              f"{layers} layers in {KERNEL_FILES[target]}; {len(plan.steps)} steps")
+        print(memory_table(plan, where))
     if "cuda" in targets:
         if not nvcc.available():
             print("nvcc not on PATH: no cubins built")
@@ -301,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # inside the try: a closed pipe fails here, not in the interpreter's exit
+        return code
     except NetDslError as err:
         print(format_error(err), file=sys.stderr)
         return 2
