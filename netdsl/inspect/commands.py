@@ -19,6 +19,13 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .onnx_export import OPSET, export
+    print(f"wrote {export(args.checkpoint, args.output)} (ONNX opset {OPSET}; input `image`, "
+          "outputs `logits` and `probabilities`)")
+    return 0
+
+
 def register(sub) -> None:
     show = sub.add_parser("show", help="pictures of what a trained network learned")
     kinds = show.add_subparsers(dest="what", required=True)
@@ -33,3 +40,8 @@ def register(sub) -> None:
     c.add_argument("-o", "--output", metavar="PNG", default="compare.png", help="picture (default compare.png)")
     c.add_argument("--target", type=float, default=0.25, help="validation top-1 error to reach (default 0.25)")
     c.set_defaults(fn=cmd_compare)
+
+    c = sub.add_parser("export", help="the inference graph with its trained weights as ONNX")
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint or a run directory")
+    c.add_argument("-o", "--output", metavar="ONNX", default="model.onnx", help="file to write (default model.onnx)")
+    c.set_defaults(fn=cmd_export)
