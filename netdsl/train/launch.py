@@ -155,9 +155,8 @@ def predict(checkpoint: str, images: list[str], backend: str, devices: list[int]
             raise NetDslError(f"cannot read image {path}: {_decoder_reason(exc)}") from None
     ex = net.executor(backend=backend, batch=1, devices=devices)
     ex.load(checkpoint)
-    mean_file = Path(checkpoint).parent / "mean.npy"
-    mean = np.load(mean_file) if mean_file.exists() else None
-    names = config.get("class_names") or config.get("classes")
+    mean = _read_mean(Path(checkpoint).parent / "mean.npy", prepared_size)
+    names = config.get("class_names") or config.get("classes") or []
     results = []
     for path, pixels in zip(images, decoded):
         batch = center_crop(pixels[None], side, mean) * np.float32(input_scale(net))
@@ -166,6 +165,21 @@ def predict(checkpoint: str, images: list[str], backend: str, devices: list[int]
         results.append((path, [(names[i] if i < len(names) else f"class {i}", float(np.exp(logp[i])))
                                for i in best]))
     return results
+
+
+def _read_mean(path: Path, size: int) -> np.ndarray | None:
+    """The run's training mean image (size x size x 3), or None when the run has none."""
+    if not path.exists():
+        return None
+    try:
+        mean = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise NetDslError(f"{path} is damaged: {exc}", hint="it is the training images' mean, written when the "
+                          "run started; `netdsl prepare` of the run's data recomputes it") from None
+    if mean.shape != (size, size, 3) or not np.isfinite(mean).all():
+        raise NetDslError(f"{path} is damaged: a {'x'.join(map(str, mean.shape))} array where a {size}x{size}x3 "
+                          "mean image belongs")
+    return mean.astype(np.float32)
 
 
 def _decoder_reason(exc: Exception) -> str:
