@@ -26,6 +26,12 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_show_saliency(args) -> int:
+    from .saliency import show_saliency
+    print(f"wrote {show_saliency(args.checkpoint, args.image, args.klass, args.output)}")
+    return 0
+
+
 def register(sub) -> None:
     show = sub.add_parser("show", help="pictures of what a trained network learned")
     kinds = show.add_subparsers(dest="what", required=True)
@@ -34,6 +40,12 @@ def register(sub) -> None:
     c.add_argument("--layer", help="convolution statement or node name (default: the first convolution)")
     c.add_argument("-o", "--output", metavar="PNG", help="picture to write (default: beside the checkpoint)")
     c.set_defaults(fn=cmd_show_filters)
+    c = kinds.add_parser("saliency", help="the class score's gradient over the input pixels, as a heat map")
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint or a run directory")
+    c.add_argument("image", metavar="IMAGE")
+    c.add_argument("--class", dest="klass", type=int, metavar="K", help="class index (default: the predicted one)")
+    c.add_argument("-o", "--output", metavar="PNG", help="picture to write (default: beside the checkpoint)")
+    c.set_defaults(fn=cmd_show_saliency)
 
     c = sub.add_parser("compare", help="several runs' curves on shared axes and a table")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories (config.json and metrics.jsonl)")

@@ -75,3 +75,36 @@ class ReferenceExecutor(Executor):
             return loss, grads
         metrics = REGISTRY[self.g.nodes[self.loss]["kind"]].metrics(scores, labels)
         return loss, grads, metrics
+
+    def input_gradient(self, images, score_grad) -> np.ndarray:
+        """d(sum(score_grad * scores)) / d(images) at test time (no dropout), through the
+        graph's backward nodes. A one-hot `score_grad` gives a class score's gradient with
+        respect to the pixels: the saliency map of Simonyan et al. (2013)."""
+        images = self._images(images)
+        _, _, caches = self._forward(images, None, False)
+        out_grad, image_grad = {}, np.zeros_like(images)
+        for node in self.backward_order:
+            d = self.g.nodes[node]
+            if d["role"] == "gradsum":
+                parts = [out_grad.pop((u, d["of"])) for u in self.g.predecessors(node)]
+                out_grad[(node, d["of"])] = sum(parts[1:], parts[0])
+                continue
+            layer_name = d["of"]
+            if layer_name == self.loss:  # start from the given score gradient, not the loss's
+                out_grad[(node, self.scores_node)] = np.asarray(score_grad, self.dtype)
+                continue
+            ld = self.g.nodes[layer_name]
+            upstream = [u for u in self.g.predecessors(node) if u != layer_name]
+            ctx = self._context(layer_name, False)
+            ctx.input_grads = tuple(self.g.nodes[u]["role"] == "layer" or u == self.image_input
+                                    for u in self.inputs[layer_name])
+            dxs, _ = REGISTRY[ld["kind"]].backward(ld["args"], self._layer_params(layer_name), caches.pop(layer_name),
+                                                   out_grad.pop((upstream[0], layer_name)), ctx)
+            for source, dx in zip(self.inputs[layer_name], dxs):
+                if dx is None:
+                    continue
+                if source == self.image_input:  # every tower's first layer reads the image: sum them
+                    image_grad += dx
+                elif self.g.nodes[source]["role"] == "layer":
+                    out_grad[(node, source)] = dx
+        return image_grad
