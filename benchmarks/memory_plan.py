@@ -33,6 +33,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from netdsl.compiler import compile_graph  # noqa: E402
+from netdsl.passes import plan_step  # noqa: E402
 from torch_models import MODELS, train_step_fn  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -69,21 +70,21 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    g = compile_graph(EXAMPLES / FILES[args.net], plan=True, batch=args.batch)
-    memory = g.graph["memory"]
+    g = compile_graph(EXAMPLES / FILES[args.net], training=True)
+    plan = plan_step(g, args.batch, "c", lambda device: "host")  # what the cpu backend allocates
     image = next(d for _, d in g.nodes(data=True) if d["role"] == "input" and not d.get("label"))
     classes = next(d for _, d in g.nodes(data=True) if d.get("label"))["shape"][0]
 
     print(f"{args.net}, batch {args.batch}: one training step (MiB; parameters + momentum apart)")
-    print(f"{'':<22} {'planned peak':>13} {'sum of buffers':>15} {'live bound':>11} {'params+mom':>11}")
+    print(f"{'':<22} {'arena':>13} {'sum of tensors':>15} {'live bound':>11} {'params+mom':>11}")
     total = dict.fromkeys(("arena_bytes", "sum_bytes", "live_peak_bytes", "persistent_bytes"), 0)
-    for device, d in memory["devices"].items():
+    for device, arena in plan.arenas.items():
+        d = {"arena_bytes": arena.nbytes, "sum_bytes": arena.sum_bytes, "live_peak_bytes": arena.live_peak_bytes,
+             "persistent_bytes": arena.by_role.get("param", 0) + arena.by_role.get("momentum", 0)}
         print(f"netdsl {device:<15} {d['arena_bytes'] / MIB:>13,.1f} {d['sum_bytes'] / MIB:>15,.1f} "
               f"{d['live_peak_bytes'] / MIB:>11,.1f} {d['persistent_bytes'] / MIB:>11,.1f}")
         for key in total:
             total[key] += d[key]
-    print(f"{'netdsl, all devices':<22} {total['arena_bytes'] / MIB:>13,.1f} {total['sum_bytes'] / MIB:>15,.1f} "
-          f"{total['live_peak_bytes'] / MIB:>11,.1f} {total['persistent_bytes'] / MIB:>11,.1f}")
     peak, persistent = torch_step_peak(args.net, args.batch, image["shape"], classes)
     print(f"{'PyTorch CPU, 1 device':<22} {peak / MIB:>13,.1f} {'':>15} {'':>11} {persistent / MIB:>11,.1f}")
     print(f"planned peak / PyTorch peak: {total['arena_bytes'] / peak:.2f}; "

@@ -45,11 +45,27 @@ def dump_text(g) -> str:
     return "\n".join(lines)
 
 
+def plan_text(plan) -> str:
+    """One line per step of a Plan: what runs, on which stream, reading and writing what."""
+    lines = []
+    for i, step in enumerate(plan.steps):
+        what = getattr(step, "kernel", None)
+        name = what.name if what else f"copy {step.src_device}->{step.device}"
+        sync = plan.sync.get(i)
+        waits = f" waits {list(sync.waits)}" if sync and sync.waits else ""
+        reads = ", ".join(sorted(map(str, step.reads)))
+        writes = ", ".join(sorted(map(str, step.writes)))
+        lines.append(f"{i:>4} {step.device:<6} {name:<44} {writes} <- {reads}{waits}")
+    return "\n".join(lines)
+
+
 def cmd_info(args) -> int:
+    from .plan_report import memory_table
     from .report import info_text
-    g = compile_graph(args.file, overrides=parse_sets(args.set))
+    g = compile_graph(args.file, overrides=parse_sets(args.set), training=True)
     batch = args.batch or g.graph["train"].batch
-    print(info_text(g, batch))
+    where, placement = PLACEMENTS["cuda"]
+    print(info_text(g, batch, memory_table(passes.plan_step(g, batch, "cuda", placement), where)))
     return 0
 
 
@@ -70,7 +86,7 @@ def _write_plan(g, out: Path, targets: list[str], batch: int, after=None) -> lis
     for target in targets:
         where, placement = PLACEMENTS[target]
         plan = passes.plan_step(g, batch, target, placement, after=after)
-        kernels[target] = [k.name for m in plan.modules for k in m.kernels if k.shape != "gemm"]
+        kernels[target] = list(dict.fromkeys(k.name for m in plan.modules for k in m.kernels if k.shape != "gemm"))
         (out / KERNEL_FILES[target]).write_text(render_module(plan.modules, target))
         suffix = "" if len(targets) == 1 else f".{target}"
         (out / f"plan{suffix}.json").write_text(json.dumps(plan_json(plan), indent=1))
@@ -99,16 +115,20 @@ def cmd_compile(args) -> int:
     if args.dump_after and args.dump_after not in known:
         raise NetDslError(f"--dump-after: unknown pass `{args.dump_after}`", hint=f"passes: {', '.join(known)}")
     forward_only = ["build"] + [name for name, _ in passes.FORWARD_PASSES]
-    plan = bool(args.target) or (args.dump_after is not None and args.dump_after not in forward_only)
+    training = bool(args.target) or (args.dump_after is not None and args.dump_after not in forward_only)
+    plan_passes = ["lower"] + [name for name, _ in passes.PLAN_PASSES]
+    if args.dump_after in plan_passes and not args.target:
+        raise NetDslError(f"--dump-after {args.dump_after}: a pass of the plan needs a target",
+                          hint="add --target c or --target cuda")
     if args.output:
         check_out_dir(args.output, run=False)
 
     def after(name, g):
         if name == args.dump_after:
-            print(f"# graph after {name}")
-            print(dump_text(g))
+            print(f"# {'plan' if name in plan_passes else 'graph'} after {name}")
+            print(plan_text(g) if name in plan_passes else dump_text(g))
 
-    g = compile_graph(args.file, overrides=parse_sets(args.set), after=after, plan=plan)
+    g = compile_graph(args.file, overrides=parse_sets(args.set), after=after, training=training)
     out = Path(args.output or Path("out") / g.graph["network"])
     out.mkdir(parents=True, exist_ok=True)
     forward = g.subgraph(n for n, d in g.nodes(data=True) if d["role"] in ("input", "layer"))
@@ -121,7 +141,8 @@ def cmd_compile(args) -> int:
     if args.target:
         from .codegen.nvcc import NvccError
         try:
-            written += _write_plan(g, out, ["c", "cuda"] if args.target == "all" else [args.target])
+            targets = ["c", "cuda"] if args.target == "all" else [args.target]
+            written += _write_plan(g, out, targets, args.batch or g.graph["train"].batch, after)
         except NvccError as exc:
             print(f"{args.file}: the generated CUDA does not compile (a netdsl bug): {exc}", file=sys.stderr)
             return 1
@@ -222,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=argtypes.batch, help="batch size for memory figures (default: the train block's)")
     c = net_command("compile", "check a network and write its graph", cmd_compile)
     c.add_argument("-o", "--output", metavar="DIR", help="output directory (default out/<network>)")
-    c.add_argument("--dump-after", metavar="PASS", help="print the graph after this pass")
+    c.add_argument("--dump-after", metavar="PASS", help="print the graph (or the plan) after this pass")
+    c.add_argument("--batch", type=argtypes.batch, help="batch size of the planned step (default: the train block's)")
     c.add_argument("--target", choices=["c", "cuda", "all"],
                    help="also plan the training step and write its kernels, plan.json and memory.json "
                         "(cuda: and cubins for sm_80 and sm_90 with their registers, where nvcc is on PATH)")

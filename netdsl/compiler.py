@@ -14,19 +14,17 @@ from .train.requirements import check_loss
 
 def compile_graph(path: str | Path | None = None, *, text: str | None = None, file: str = "<string>",
                   overrides: dict[str, str] | None = None,
-                  after: Callable[[str, nx.DiGraph], None] | None = None, training: bool = False,
-                  plan: bool = False, batch: int | None = None) -> nx.DiGraph:
+                  after: Callable[[str, nx.DiGraph], None] | None = None,
+                  training: bool = False) -> nx.DiGraph:
     """Parse a .net file (or `text`) and run the passes; raises NetDslError on bad input.
 
-    `training` adds the backward and update nodes of one training step; `plan` also
-    fuses, plans memory and schedules that step at `batch` (default: the train block's)."""
+    `training` adds the backward and update nodes of one training step (which
+    `netdsl.passes.plan_step` lowers into the plan a backend runs)."""
     program = parse_file(path) if text is None else parse_text(text, file)
     g = build(program, overrides)
-    if batch is not None:
-        g.graph["batch"] = batch
     if after is not None:
         after("build", g)
-    return passes.run(g, after, training, plan, check=check_loss)
+    return passes.run(g, after, training, check=check_loss)
 
 
 class Network:

@@ -75,13 +75,17 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int])
     return "\n".join([line(header), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
 
 
-def info_text(g: nx.DiGraph, batch: int) -> str:
+def info_text(g: nx.DiGraph, batch: int, memory: str | None = None) -> str:
+    """The per-layer table and totals; `memory` is the planned step's memory table
+    (netdsl.plan_report), else the per-device sum of activations at `batch`."""
     s = summarise(g, batch)
     out = [f"network {g.graph['network']} ({g.graph['file']})", ""]
     out.append(table(("layer", "kind", "device", "output", "params", "mult-adds"), layer_rows(g), {4, 5}))
     out += ["", f"parameters            {s.parameters:,}",
             f"multiply-adds/image   {s.macs:,}"]
-    for device in s.activation_bytes:
+    if memory is not None:
+        out += ["", memory]
+    for device in s.activation_bytes if memory is None else ():
         out.append(f"memory on {device:<11} {human_bytes(s.activation_bytes[device])} activations at batch {batch}"
                    f", {human_bytes(s.parameter_bytes.get(device, 0))} parameters")
     if s.links:

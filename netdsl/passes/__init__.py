@@ -5,13 +5,16 @@ from collections.abc import Callable
 
 import networkx as nx
 
+from ..step import Plan
+
 from .add_updates import add_updates
 from .build_backward import build_backward
 from .expand_towers import expand_towers
-from .fuse import fuse_epilogues
 from .infer_shapes import infer_shapes
+from .lower import lower
 from .place_devices import place_devices
 from .plan_memory import plan_memory
+from .prune import prune
 from .resolve_names import resolve_names
 from .schedule import schedule
 
@@ -30,26 +33,40 @@ TRAINING_PASSES: list[tuple[str, Pass]] = [
     ("add_updates", add_updates),
 ]
 
-# Plan the training step for running it: launch groups, arenas at the batch
-# size g.graph["batch"] (the train block's if unset), per-device launch lists.
-PLAN_PASSES: list[tuple[str, Pass]] = [
-    ("fuse_epilogues", fuse_epilogues),
+# The back half: the training graph lowered into the step IR (netdsl.step),
+# then passes over that Plan. What they return is what a backend runs.
+PLAN_PASSES: list[tuple[str, Callable[[Plan], Plan]]] = [
+    ("prune", prune),
     ("plan_memory", plan_memory),
     ("schedule", schedule),
 ]
 
 
 def pass_names() -> list[str]:
-    return [name for name, _ in FORWARD_PASSES + TRAINING_PASSES + PLAN_PASSES]
+    return [name for name, _ in FORWARD_PASSES + TRAINING_PASSES] + ["lower"] + [n for n, _ in PLAN_PASSES]
+
+
+def plan_step(g: nx.DiGraph, batch: int, target: str, placement: Callable[[str], str] = lambda device: device,
+              reuse: bool = True, after: Callable[[str, Plan], None] | None = None) -> Plan:
+    """The training step of a training graph at `batch` for `target` ("c" or "cuda"), with
+    logical devices placed by `placement`; `reuse=False` gives every tensor its own bytes."""
+    plan = lower(g, batch, target, placement)
+    if after is not None:
+        after("lower", plan)
+    for name, fn in PLAN_PASSES:
+        plan = fn(plan, reuse=reuse) if fn is plan_memory else fn(plan)
+        if after is not None:
+            after(name, plan)
+    return plan
 
 
 def run(g: nx.DiGraph, after: Callable[[str, nx.DiGraph], None] | None = None,
-        training: bool = False, plan: bool = False,
+        training: bool = False,
         check: Callable[[nx.DiGraph], None] | None = None) -> nx.DiGraph:
     """Run every pass in order; `after(name, graph)` sees the graph after each.
-    `plan` implies `training`: the plan is of a training step. `check(graph)`
+    `check(graph)`
     runs once after the forward passes, before any training pass needs it."""
-    chosen = FORWARD_PASSES + (TRAINING_PASSES if training or plan else []) + (PLAN_PASSES if plan else [])
+    chosen = FORWARD_PASSES + (TRAINING_PASSES if training else [])
     for i, (name, fn) in enumerate(chosen):
         g = fn(g)
         if after is not None:

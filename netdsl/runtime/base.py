@@ -131,6 +131,7 @@ class Executor:
                     self.velocity[k[9:]][...] = data[k]
             self.steps = int(data["meta/steps"])
             self.lr = float(data["meta/lr"])
+            self._params_changed()  # the momentum too, for backends that hold their own copy
             return {k[6:]: data[k] for k in data.files if k.startswith("extra/")}
 
     # ---- for backends --------------------------------------------------

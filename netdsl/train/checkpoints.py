@@ -44,9 +44,9 @@ def check_checkpoint(path: str | Path, params: Mapping, training: bool = False) 
     try:
         with np.load(path, allow_pickle=False) as data:
             files = set(data.files)
-            wanted = [f"param/{k}" for k in shapes]
+            wanted = [f"param/{k}" for k in shapes] + list(META)  # an executor's load reads META too
             if training:
-                wanted += [f"velocity/{k}" for k in shapes] + list(META) + ["extra/state"]
+                wanted += [f"velocity/{k}" for k in shapes] + ["extra/state"]
             missing = [k for k in wanted if k not in files]
             if missing:
                 raise NetDslError(f"checkpoint {path} lacks `{missing[0]}`"

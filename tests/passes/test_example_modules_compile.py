@@ -1,4 +1,4 @@
-"""The whole CUDA module of every example network, at its train batch size,
+"""The whole CUDA training step of every example network, at its train batch size,
 compiles with nvcc for sm_80 and sm_90 without warnings or spills.
 
 tests/codegen compiles every layer kind's cases; this compiles what `netdsl
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from netdsl.cli import network_sources
 from netdsl.codegen import nvcc, render_module
 from netdsl.compiler import compile_graph
+from netdsl.passes import plan_step
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FLAGS = ("-Werror", "all-warnings")
@@ -28,10 +28,10 @@ def built(request, tmp_path_factory):
     """(kernel names of the module, ptxas' resources per (kernel, arch))."""
     if not nvcc.available():
         pytest.skip("nvcc not on PATH: generated CUDA cannot be compiled here")
-    g = compile_graph(request.param, plan=True)
-    sources = network_sources(g, "cuda")
-    text = render_module(sources, "cuda")
-    names = {k.name for s in sources for k in s.kernels}
+    g = compile_graph(request.param, training=True)
+    plan = plan_step(g, g.graph["train"].batch, "cuda")
+    text = render_module(plan.modules, "cuda")
+    names = {k.name for s in plan.modules for k in s.kernels}
     version = subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([text, " ".join(nvcc.ARCHS + FLAGS), version]).encode()).hexdigest()[:24]
     cache = request.config.cache

@@ -40,6 +40,7 @@ DAMAGE = {
     "bit-flipped": flip_a_bit,
     "missing an entry": lambda p: rewrite_without(p, "velocity/f.weight"),
     "missing a weight": lambda p: rewrite_without(p, "param/c.conv.weight"),
+    "missing the step counter": lambda p: rewrite_without(p, "meta/steps"),
 }
 
 
@@ -55,17 +56,17 @@ def test_damaged_checkpoint_refused_on_resume_with_best_offered(finished, tmp_pa
     assert snapshot(run) == before
 
 
-@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped", "missing the step counter"])
 def test_damaged_checkpoint_refused_by_predict_and_test(finished, tmp_path, capsys, small_shapes, damage):
     run = copy_run(finished, tmp_path / "run")
     DAMAGE[damage](run / "checkpoint.npz")
     image = next((small_shapes / "val").rglob("*.png"), None) or next((small_shapes / "val").rglob("*.jp*g"))
     assert main(["predict", str(run / "checkpoint.npz"), str(image), "--backend", "reference"]) == 2
     err = capsys.readouterr().err
-    assert "damaged" in err and "best.npz" in err and "Traceback" not in err
+    assert ("damaged" in err or "lacks" in err) and "best.npz" in err and "Traceback" not in err
     assert main(["test", "--checkpoint", str(run / "checkpoint.npz"), "--data", str(small_shapes),
                  "--backend", "reference"]) == 2
-    assert "damaged" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f"error: checkpoint {run / 'checkpoint.npz'}")
 
 
 def test_checkpoint_of_another_network_names_the_first_differing_parameter(finished, tmp_path, capsys, small_shapes):
