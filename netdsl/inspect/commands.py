@@ -5,6 +5,14 @@ from __future__ import annotations
 BACKENDS = ["auto", "reference", "cpu", "cuda"]
 
 
+def with_backend(c, default: str = "auto") -> None:
+    from ..cli import device_list
+    c.add_argument("--backend", default=default, choices=BACKENDS,
+                   help="auto: cuda if PyCUDA sees a GPU, else cpu if a C compiler is here, else reference")
+    c.add_argument("--devices", type=device_list, metavar="0,1",
+                   help="physical GPUs for the logical gpu0, gpu1, ... (cuda; default: all on GPU 0)")
+
+
 def cmd_show_filters(args) -> int:
     from .filters import show_filters
     print(f"wrote {show_filters(args.run, args.layer, args.output)}")
@@ -32,7 +40,19 @@ def cmd_show_saliency(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from ..cli import parse_sets
+    from .ablate import ablate
+    text, written = ablate(args.file, args.vary, parse_sets(args.set), args.out, args.data, args.backend,
+                           args.epochs, args.batch, args.seed, args.workers, args.save_every,
+                           False if args.no_progress else None, args.target, args.devices)
+    print(text)
+    print(f"wrote {written}")
+    return 0
+
+
 def register(sub) -> None:
+    from .. import argtypes
     show = sub.add_parser("show", help="pictures of what a trained network learned")
     kinds = show.add_subparsers(dest="what", required=True)
     c = kinds.add_parser("filters", help="a convolution's kernels as an image grid, one panel per device")
@@ -57,3 +77,20 @@ def register(sub) -> None:
     c.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint or a run directory")
     c.add_argument("-o", "--output", metavar="ONNX", default="model.onnx", help="file to write (default model.onnx)")
     c.set_defaults(fn=cmd_export)
+
+    c = sub.add_parser("ablate", help="train every combination of varied settings, then compare them")
+    c.add_argument("file", help="a .net file")
+    c.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
+                   help="a param or train setting and its values (repeat: every combination is trained)")
+    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="a fixed override for every variant")
+    c.add_argument("--out", metavar="RUN", help="ablation directory (default runs/<network>-ablation)")
+    c.add_argument("--data", metavar="DIR", help="ImageNet-layout folder (default: the built-in shapes)")
+    c.add_argument("--epochs", type=argtypes.positive)
+    c.add_argument("--batch", type=argtypes.batch)
+    c.add_argument("--seed", type=argtypes.non_negative)
+    c.add_argument("--workers", type=argtypes.positive, help="loader threads (default 2)")
+    c.add_argument("--save-every", type=argtypes.non_negative, metavar="N", help="also checkpoint every N batches")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument("--target", type=float, default=0.25, help="validation top-1 error to reach (default 0.25)")
+    with_backend(c)
+    c.set_defaults(fn=cmd_ablate)
