@@ -92,4 +92,4 @@ def test_unknown_set_lists_known_names(tmp_path, capsys):
 
 def test_missing_file(capsys):
     assert main(["info", "/nonexistent/x.net"]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert "network file /nonexistent/x.net does not exist" in capsys.readouterr().err
