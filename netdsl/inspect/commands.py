@@ -51,6 +51,13 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def cmd_time(args) -> int:
+    from ..cli import parse_sets
+    from .timing import time_network
+    print(time_network(args.file, parse_sets(args.set), args.backend, args.batch, args.repeat, args.torch))
+    return 0
+
+
 def register(sub) -> None:
     from .. import argtypes
     show = sub.add_parser("show", help="pictures of what a trained network learned")
@@ -94,3 +101,12 @@ def register(sub) -> None:
     c.add_argument("--target", type=float, default=0.25, help="validation top-1 error to reach (default 0.25)")
     with_backend(c)
     c.set_defaults(fn=cmd_ablate)
+
+    c = sub.add_parser("time", help="per-layer forward and backward milliseconds of a training step")
+    c.add_argument("file", help="a .net file")
+    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a param or train setting")
+    c.add_argument("--batch", type=argtypes.batch, help="batch size (default: the train block's)")
+    c.add_argument("--repeat", type=argtypes.positive, default=5, metavar="N", help="steps timed (default 5)")
+    c.add_argument("--torch", action="store_true", help="also time the network's PyTorch twin, side by side")
+    with_backend(c)
+    c.set_defaults(fn=cmd_time)

@@ -1,0 +1,79 @@
+"""A PyTorch twin of any netdsl network, built from the graph: one small
+function per layer kind (TORCH_OPS) maps a node's data (kind, args) onto
+torch.nn.functional, the nodes run in the graph's own topological order, and
+the weights are the executor's (same names, PyTorch layouts). Used by
+`netdsl time --torch` to compare speed on the user's own topology; tests
+check its logits against the reference executor's.
+
+netdsl's LRN alpha is not divided by the window, torch's is: alpha * size
+here. torch's window over channels (size // 2 below, (size - 1) // 2 above)
+is netdsl's for odd and even sizes alike."""
+from __future__ import annotations
+
+from ..errors import NetDslError
+from ..passes.build_backward import loss_node
+from ..passes.infer_shapes import ordered_inputs, topological
+
+
+def _ops():
+    import torch
+    F = torch.nn.functional
+
+    def pool_args(a):
+        return dict(kernel_size=a["size"], stride=a.get("stride") or a["size"], padding=a["pad"],
+                    ceil_mode=bool(a.get("ceil")))
+
+    return {
+        "conv": lambda a, p, xs, train: F.conv2d(xs[0], p["weight"], p.get("bias"), stride=a["stride"],
+                                                 padding=a["pad"]),
+        "fc": lambda a, p, xs, train: F.linear(xs[0].flatten(1), p["weight"], p.get("bias")),
+        "relu": lambda a, p, xs, train: F.relu(xs[0]),
+        "tanh": lambda a, p, xs, train: torch.tanh(xs[0]),
+        "sigmoid": lambda a, p, xs, train: torch.sigmoid(xs[0]),
+        "lrn": lambda a, p, xs, train: F.local_response_norm(xs[0], a["size"], alpha=a["alpha"] * a["size"],
+                                                             beta=a["beta"], k=a["k"]),
+        "maxpool": lambda a, p, xs, train: F.max_pool2d(xs[0], **pool_args(a)),
+        "avgpool": lambda a, p, xs, train: F.avg_pool2d(xs[0], count_include_pad=False, **pool_args(a)),
+        "dropout": lambda a, p, xs, train: F.dropout(xs[0], a["rate"], training=train),  # torch's own masks
+        "transfer": lambda a, p, xs, train: xs[0],
+        "concat": lambda a, p, xs, train: torch.cat(xs, dim=1),
+        "softmax_loss": lambda a, p, xs, train: F.cross_entropy(xs[0], xs[1]),
+    }
+
+
+class TorchTwin:
+    """forward(images, labels=None, train=False, timer=None) -> scores, or the loss given labels.
+    `timer(node, tensor)` is called after each node, for per-layer timing."""
+
+    def __init__(self, g, params: dict):
+        import torch
+        self.torch, self.g, self.ops = torch, g, _ops()
+        self.order = [n for n in topological(g) if g.nodes[n]["role"] == "layer"]
+        self.inputs = {n: ordered_inputs(g, n) for n in self.order}
+        for node in self.order:
+            if g.nodes[node]["kind"] not in self.ops:
+                raise NetDslError(f"`{node}`: layer kind {g.nodes[node]['kind']} has no PyTorch twin",
+                                  hint="add one to netdsl/inspect/torch_twin.py")
+        self.loss = loss_node(g)
+        self.scores = ordered_inputs(g, self.loss)[0]
+        self.image = next(n for n in topological(g) if g.nodes[n]["role"] == "input" and not g.nodes[n]["label"])
+        self.label = next((n for n in g if g.nodes[n].get("label")), None)
+        self.params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in params.items()}
+        self.node_params = {n: {p: self.params[f"{n}.{p}"] for p in g.nodes[n].get("params", {})} for n in self.order}
+
+    def parameters(self):
+        return list(self.params.values())
+
+    def forward(self, images, labels=None, train: bool = False, timer=None):
+        values = {self.image: images}
+        if labels is not None:
+            values[self.label] = labels
+        for node in self.order:
+            if node == self.loss and labels is None:
+                continue
+            d = self.g.nodes[node]
+            values[node] = self.ops[d["kind"]](d["args"], self.node_params[node],
+                                               [values[u] for u in self.inputs[node]], train)
+            if timer is not None:
+                timer(node, values[node])
+        return values[self.loss] if labels is not None else values[self.scores]
