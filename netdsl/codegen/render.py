@@ -103,6 +103,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["c_block"] = c_block
+    env.add_extension(f"{__package__}.text.TextHelpers")
     env.globals.update(index_type=index_type, f32=f32, prod=math.prod, parallel_threshold=PARALLEL_THRESHOLD)
     return env
 
