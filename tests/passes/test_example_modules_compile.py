@@ -22,6 +22,9 @@ from netdsl.passes import plan_step
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FLAGS = ("-Werror", "all-warnings")
 
+# About 15 s of nvcc per example network when the cache is cold.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module", params=sorted(EXAMPLES.glob("*.net")), ids=lambda p: p.stem)
 def built(request, tmp_path_factory):

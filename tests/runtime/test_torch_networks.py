@@ -85,8 +85,8 @@ def well_scaled_params(ex, seed=0):
 
 
 @pytest.mark.parametrize("example,model,size,classes", [
-    ("alexnet-1gpu.net", alexnet_one_gpu, 224, 1000),
-    ("alexnet.net", alexnet_two_gpu, 224, 1000),
+    pytest.param("alexnet-1gpu.net", alexnet_one_gpu, 224, 1000, marks=pytest.mark.slow),
+    pytest.param("alexnet.net", alexnet_two_gpu, 224, 1000, marks=pytest.mark.slow),
     ("cifar.net", cifar, 32, 10),
 ], ids=["alexnet-1gpu", "alexnet-2gpu", "cifar"])
 def test_network_matches_torch(example, model, size, classes):

@@ -13,7 +13,8 @@ from netdsl.data.synthetic import make_shapes
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def test_cifar_learns_the_shapes_well_below_chance(tmp_path, capsys):
+@pytest.mark.slow
+def test_cifar_learns_the_shapes_well_below_chance(tmp_path):
     # Ten balanced classes: chance is 90% top-1 error. 70% is twenty points
     # below it, about ten standard errors on 300 validation images: no run
     # that learned nothing gets there by luck. (Measured: about 50%.)
@@ -28,18 +29,26 @@ def test_cifar_learns_the_shapes_well_below_chance(tmp_path, capsys):
     assert keys <= history[-1].keys()
     assert history[-1]["val_top1_error"] <= 0.70, history
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    for name in ("checkpoint.npz", "best.npz", "loss.png", "error.png", "config.json"):
+
+
+def test_train_writes_a_run_that_test_and_predict_read(small_shapes, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", str(EXAMPLES / "cifar.net"), "--data", str(small_shapes), "--out", str(run),
+                 "--epochs", "1", "--batch", "16", "--backend", "reference", "--no-progress"])
+    assert code == 0
+    for name in ("checkpoint.npz", "best.npz", "loss.png", "error.png", "config.json", "metrics.jsonl"):
         assert (run / name).exists(), name
 
     capsys.readouterr()
-    assert main(["test", "--checkpoint", str(run / "best.npz"), "--data", str(data), "--backend", "reference"]) == 0
+    assert main(["test", "--checkpoint", str(run / "best.npz"), "--data", str(small_shapes),
+                 "--backend", "reference"]) == 0
     out = capsys.readouterr().out
-    assert "300 validation images (centre crop)" in out and "top-1 error" in out
-    assert main(["test", "--checkpoint", str(run / "checkpoint.npz"), "--data", str(data), "--ten-crop",
+    assert "40 validation images (centre crop)" in out and "top-1 error" in out
+    assert main(["test", "--checkpoint", str(run / "checkpoint.npz"), "--data", str(small_shapes), "--ten-crop",
                  "--backend", "reference"]) == 0
     assert "ten-crop" in capsys.readouterr().out
 
-    image = next((data / "val" / "s0004").iterdir())  # a ring
+    image = next((small_shapes / "val" / "s0004").iterdir())  # a ring
     assert main(["predict", str(run / "checkpoint.npz"), str(image), "--backend", "reference"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(image) and len(lines) == 6
