@@ -58,6 +58,13 @@ def cmd_time(args) -> int:
     return 0
 
 
+def cmd_neighbours(args) -> int:
+    from .neighbours import show_neighbours
+    for written in show_neighbours(args.checkpoint, args.data, args.images, args.layer, args.k, args.output):
+        print(f"wrote {written}")
+    return 0
+
+
 def register(sub) -> None:
     from .. import argtypes
     show = sub.add_parser("show", help="pictures of what a trained network learned")
@@ -110,3 +117,12 @@ def register(sub) -> None:
     c.add_argument("--torch", action="store_true", help="also time the network's PyTorch twin, side by side")
     with_backend(c)
     c.set_defaults(fn=cmd_time)
+
+    c = sub.add_parser("neighbours", help="training images closest to each query at a layer (Figure 4, right)")
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint or a run directory")
+    c.add_argument("images", nargs="+", metavar="IMAGE")
+    c.add_argument("--data", required=True, metavar="DIR", help="the ImageNet-layout folder whose train/ is searched")
+    c.add_argument("--layer", help="layer statement or node (default: the last hidden layer, fc7 in AlexNet)")
+    c.add_argument("-k", type=argtypes.positive, default=6, help="neighbours per query (default 6)")
+    c.add_argument("-o", "--output", metavar="DIR", help="folder for the pictures (default: beside the checkpoint)")
+    c.set_defaults(fn=cmd_neighbours)
