@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from netdsl import paths
 from netdsl.data.folder import DataWarning, FolderDataset, decode_square, scan_folder
 from netdsl.data.progress import progress_bar
 
@@ -133,7 +134,7 @@ def load_prepared(cache_dir: str | Path) -> PreparedData:
 
 
 def default_cache_dir(root: Path, size: int) -> Path:
-    """DIR/.netdsl-cache/<size>, or a per-user cache when DIR is read-only."""
+    """DIR/.netdsl-cache/<size>, or the user's netdsl cache (netdsl.paths) when DIR is read-only."""
     beside = root / ".netdsl-cache"
     try:
         beside.mkdir(exist_ok=True)
@@ -141,9 +142,8 @@ def default_cache_dir(root: Path, size: int) -> Path:
             return beside / str(size)
     except OSError:
         pass
-    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return user_cache / "netdsl" / "prepared" / key / str(size)
+    return paths.cache_dir("prepared") / key / str(size)
 
 
 def _fingerprint(dataset: FolderDataset, size: int) -> str:

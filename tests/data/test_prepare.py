@@ -149,9 +149,9 @@ def test_interrupted_build_leaves_no_cache_behind(tiny_dataset, monkeypatch):
 def test_unwritable_dataset_folder_falls_back_to_the_user_cache(tiny_dataset, tmp_path, monkeypatch):
     # A file where the cache folder should be blocks it as surely as a read-only folder (even for root).
     (tiny_dataset / ".netdsl-cache").write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "user-cache"))
     data = prepare(tiny_dataset, size=8, workers=1, progress=False)
-    assert data.cache_dir.is_relative_to(tmp_path / "user-cache" / "netdsl" / "prepared")
+    assert data.cache_dir.is_relative_to(tmp_path / "user-cache" / "prepared")
     assert data.cache_dir.name == "8" and data.train_images.shape[0] == 12
 
 
