@@ -1,0 +1,45 @@
+"""Networks past AlexNet built from the newer kinds: a residual block whose
+shortcut fans out to a convolution and an add (so its gradient is a sum of
+two parts), run by the cpu backend against the reference; and the error a
+residual with mismatched shapes gives."""
+from __future__ import annotations
+
+import pytest
+from test_cpu_backend import compare, pair
+
+from netdsl.compiler import compile_graph
+from netdsl.errors import NetDslError
+
+RESIDUAL = """
+defaults conv, fc { init = gauss(0.3); bias = 0.1 }
+train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.001) }
+input image : 3 x 7 x 5
+input label : 4 classes
+stem = conv(image, 6, size=3, pad=1) -> relu
+branch = conv(stem, 6, size=3, pad=1) -> relu -> conv(6, size=3, pad=1)
+res = add(stem, branch) -> relu
+scores = fc(res, 4)
+loss = softmax_loss(scores, label)
+"""
+
+
+def test_residual_block_matches_the_reference():
+    graph = compile_graph(text=RESIDUAL, file="residual.net", training=True)
+    assert "stem.relu:gradsum" in graph, "the shortcut's gradient is the sum of the branch's and the add's"
+    compare(*pair(graph, batch=3))
+
+
+def test_added_shapes_must_agree_and_the_error_suggests_a_projection():
+    text = RESIDUAL.replace("branch = conv(stem, 6, size=3, pad=1)", "branch = conv(stem, 8, size=3, stride=2, pad=1)")
+    with pytest.raises(NetDslError) as caught:
+        compile_graph(text=text, file="residual.net", training=True)
+    message = str(caught.value)
+    assert message.startswith("residual.net:8:") and "add `res.add`" in message
+    assert "6x7x5 and 6x4x3" in message
+    # a 1x1 stride-2 convolution keeps rows 0, 2, 4, 6 of 7 and columns 0, 2, 4 of 5
+    assert "`conv(x, 6, size=1, stride=2)` gives 6x4x3" in message
+
+
+def test_add_needs_two_inputs():
+    with pytest.raises(NetDslError, match="two or more inputs"):
+        compile_graph(text=RESIDUAL.replace("add(stem, branch)", "add(branch)"), file="r.net", training=True)
