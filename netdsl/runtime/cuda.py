@@ -120,7 +120,7 @@ class Executor(PlannedExecutor):
             function = self.module[self.plan.placement[step.device]].get_function(step.kernel.name)
             values = [np.uintp(self._address(v)) if isinstance(v, TensorRef) else v
                       for v in self.arguments(step)]
-            types = [_NUMPY[a.ctype] for a in step.kernel.args]
+            types = [None if a.pointer else _NUMPY[a.ctype] for a in step.kernel.args]
             grid, block = step.kernel.launch.grid, step.kernel.launch.block
 
             def issue():

@@ -50,9 +50,16 @@ def _steps_match(emulated, ref, steps):
         assert_close(emulated.params[name] - start[name], ref.params[name] - start[name], RTOL, f"{name}, change")
 
 
-def test_lenet_steps_match_the_reference(tmp_path):
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One folder for the emulated modules: lenet's is compiled once for both tests."""
+    return tmp_path_factory.mktemp("emulated-steps")
+
+
+@pytest.mark.slow
+def test_lenet_steps_match_the_reference(built):
     net = netdsl.load(EXAMPLES / "lenet.net")
-    _steps_match(EmulatedCudaExecutor(net.graph, 3, folder=tmp_path), ReferenceExecutor(net.graph, 3), 2)
+    _steps_match(EmulatedCudaExecutor(net.graph, 3, folder=built), ReferenceExecutor(net.graph, 3), 2)
 
 
 @pytest.mark.slow
@@ -68,3 +75,30 @@ def test_two_tower_alexnet_step_matches_the_reference(tmp_path):
     forward = list(emulated.plan.phase_range("forward"))
     issued = [i for i in emulated.issued if i in set(forward)]
     assert issued != sorted(issued), "the streams ran in program order: nothing tested the waits"
+
+
+@pytest.mark.slow
+def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(built, tmp_path, monkeypatch):
+    """netdsl/runtime/cuda.py, unchanged, over fake_pycuda (host memory and the emulator):
+    its arena, bindings, launches, events, lazy weight fetches and checkpoint round trip."""
+    import importlib
+    import sys
+
+    import fake_pycuda
+    for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    fake_pycuda.install(built)
+    cuda = importlib.import_module("netdsl.runtime.cuda")
+    try:
+        net = netdsl.load(EXAMPLES / "lenet.net")
+        gpu = cuda.Executor(net.graph, 3, seed=1)
+        ref = ReferenceExecutor(net.graph, 3, seed=1)
+        _steps_match(gpu, ref, 2)
+        gpu.save(tmp_path / "ckpt.npz")
+        again = cuda.Executor(net.graph, 3, seed=7)
+        again.load(tmp_path / "ckpt.npz")
+        images, labels = _data(ref, 3, seed=3)
+        np.testing.assert_array_equal(again.forward(images), gpu.forward(images))
+        assert again.step(images, labels) == gpu.step(images, labels)
+    finally:
+        sys.modules.pop("netdsl.runtime.cuda", None)

@@ -1,0 +1,122 @@
+"""A stand-in for PyCUDA's driver and compiler, over host memory and the
+thread emulator, so netdsl/runtime/cuda.py itself runs where no GPU is.
+
+It implements exactly the calls cuda.py makes (contexts, cuMemAlloc,
+host/device copies, streams, events, SourceModule.get_function and the
+launch) with their PyCUDA signatures. Device memory is host memory at real
+addresses; a stream runs what it is given at once, so the order of work is
+the issue order, and an event wait is checked, not simulated: waiting on an
+event that was never recorded is an error, as it would be a bug in cuda.py.
+"""
+from __future__ import annotations
+
+import ctypes
+import sys
+import types
+
+import numpy as np
+from cuda_emulator import Emulator
+
+_CTYPES = {np.uintp: ctypes.c_void_p, np.float32: ctypes.c_float, np.int32: ctypes.c_int,
+           np.int64: ctypes.c_int64, np.uint32: ctypes.c_uint32, np.uint64: ctypes.c_uint64}
+
+
+class _Allocation:
+    def __init__(self, nbytes):
+        self.buffer = np.zeros(nbytes, np.uint8)
+
+    def __int__(self):
+        return self.buffer.ctypes.data
+
+
+class _Context:
+    stack: list = []
+
+    def push(self):
+        _Context.stack.append(self)
+
+    @staticmethod
+    def pop():
+        _Context.stack.pop()
+
+    @staticmethod
+    def synchronize():
+        if not _Context.stack:
+            raise RuntimeError("no current context")
+
+
+class _Device:
+    def __init__(self, ordinal):
+        self.ordinal = ordinal
+
+    def retain_primary_context(self):
+        return _Context()
+
+    @staticmethod
+    def count():
+        return 2
+
+
+class _Event:
+    def __init__(self):
+        self.recorded = False
+
+    def record(self, stream):
+        self.recorded = True
+
+
+class _Stream:
+    def wait_for_event(self, event):
+        if not event.recorded:
+            raise RuntimeError("waiting on an event that was never recorded")
+
+
+def _memcpy_htod(address, array):
+    ctypes.memmove(int(address), np.ascontiguousarray(array).ctypes.data, array.nbytes)
+
+
+def _memcpy_dtoh(array, address):
+    ctypes.memmove(array.ctypes.data, int(address), array.nbytes)
+
+
+def _memcpy_dtod_async(dst, src, nbytes, stream=None):
+    ctypes.memmove(int(dst), int(src), nbytes)
+
+
+class _Function:
+    def __init__(self, emulator, name):
+        self.emulator, self.function = emulator, getattr(emulator.library, name)
+        self.function.restype = None
+
+    def __call__(self, *args, grid, block, stream=None):
+        if not _Context.stack:
+            raise RuntimeError("launch without a current context")
+        self.function.argtypes = [_CTYPES[type(a)] for a in args]
+        values = [int(a) if isinstance(a, np.uintp) else a for a in args]
+        thunk = _THUNK(lambda: self.function(*values))
+        self.emulator.library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), thunk)
+
+
+_THUNK = ctypes.CFUNCTYPE(None)
+
+
+def install(folder) -> None:
+    """Put the stand-in where `import pycuda.driver` and `pycuda.compiler` look."""
+    driver = types.ModuleType("pycuda.driver")
+    driver.init = lambda: None
+    driver.Device, driver.Context, driver.Stream, driver.Event = _Device, _Context, _Stream, _Event
+    driver.mem_alloc = _Allocation
+    driver.memcpy_htod, driver.memcpy_dtoh, driver.memcpy_dtod_async = _memcpy_htod, _memcpy_dtoh, _memcpy_dtod_async
+
+    class SourceModule:
+        def __init__(self, source, no_extern_c=False):
+            self.emulator = Emulator(source, folder)
+
+        def get_function(self, name):
+            return _Function(self.emulator, name)
+
+    compiler = types.ModuleType("pycuda.compiler")
+    compiler.SourceModule = SourceModule
+    package = types.ModuleType("pycuda")
+    package.driver, package.compiler = driver, compiler
+    sys.modules.update({"pycuda": package, "pycuda.driver": driver, "pycuda.compiler": compiler})
