@@ -102,3 +102,41 @@ def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(built, tm
         assert again.step(images, labels) == gpu.step(images, labels)
     finally:
         sys.modules.pop("netdsl.runtime.cuda", None)
+
+
+TWO_TOWERS = """
+network towers
+input image : 3 x 12 x 12
+input label : 5 classes
+defaults conv, fc { init = gauss(0.2); bias = 0.1 }
+tower on gpu0, gpu1 {
+  c1 = conv(image, 4, size=3, pad=1) -> relu -> lrn(3) -> maxpool(2)
+  c2 = conv(all c1, 4, size=3, pad=1) -> relu
+  f = fc(all c2, 8) -> relu -> dropout(0.5)
+}
+scores = fc(all f, 5) on gpu0
+loss = softmax_loss(scores, label)
+"""
+
+
+@pytest.mark.slow
+def test_two_gpus_through_the_cuda_backend_over_the_stand_in(built, tmp_path, monkeypatch):
+    """Two physical devices: cuda.py's arenas per GPU, the peer copies on the sender's
+    stream and the schedule's waits, against the reference."""
+    import importlib
+    import sys
+
+    import fake_pycuda
+    from netdsl.compiler import compile_graph
+    for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    fake_pycuda.install(built)
+    cuda = importlib.import_module("netdsl.runtime.cuda")
+    try:
+        g = compile_graph(text=TWO_TOWERS, file="towers.net", training=True)
+        gpu = cuda.Executor(g, 2, seed=1, devices=[0, 1])
+        assert set(gpu.arenas) == {"0", "1"}
+        assert any(isinstance(s, Copy) for s in gpu.plan.steps)
+        _steps_match(gpu, ReferenceExecutor(g, 2, seed=1), 3)
+    finally:
+        sys.modules.pop("netdsl.runtime.cuda", None)
