@@ -4,11 +4,13 @@ two parts), run by the cpu backend against the reference; and the error a
 residual with mismatched shapes gives."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from test_cpu_backend import compare, pair
+from test_cpu_backend import compare, data, pair
 
 from netdsl.compiler import compile_graph
 from netdsl.errors import NetDslError
+from netdsl.runtime.reference import ReferenceExecutor
 
 RESIDUAL = """
 defaults conv, fc { init = gauss(0.3); bias = 0.1 }
@@ -43,3 +45,38 @@ def test_added_shapes_must_agree_and_the_error_suggests_a_projection():
 def test_add_needs_two_inputs():
     with pytest.raises(NetDslError, match="two or more inputs"):
         compile_graph(text=RESIDUAL.replace("add(stem, branch)", "add(branch)"), file="r.net", training=True)
+
+
+NORMALISED = """
+param norm = lrn
+defaults lrn { size = 3; alpha = 0.1; beta = 0.75; k = 2 }
+defaults conv, fc { init = gauss(0.3); bias = 0.1 }
+input image : 3 x 6 x 6
+input label : 4 classes
+c1 = conv(image, 5, size=3) -> relu -> norm -> maxpool(2)
+scores = fc(c1, 4)
+loss = softmax_loss(scores, label)
+"""
+
+
+def test_set_norm_identity_removes_the_layer():
+    """The layer is written `-> norm` with its arguments under `defaults`, so identity
+    (which takes none) can stand in for it; the network then computes what the file
+    without that layer computes, with the same weights."""
+    removed = compile_graph(text=NORMALISED, overrides={"norm": "identity"}, training=True)
+    kept = compile_graph(text=NORMALISED, training=True)
+    absent = compile_graph(text=NORMALISED.replace(" -> norm", ""), training=True)
+    assert removed.nodes["c1.norm"]["kind"] == "identity" and kept.nodes["c1.norm"]["kind"] == "lrn"
+    images, _ = data(absent, 2)
+    without = ReferenceExecutor(absent, 2, seed=3)
+    for graph, same in ((removed, True), (kept, False)):
+        ex = ReferenceExecutor(graph, 2, seed=3)
+        ex.set_params(without.params)
+        scores = ex.forward(images)
+        assert np.array_equal(scores, without.forward(images)) == same
+
+
+def test_identity_rejects_arguments_instead_of_ignoring_them():
+    text = NORMALISED.replace("-> norm", "-> norm(3)")
+    with pytest.raises(NetDslError, match="identity takes at most 0 positional"):
+        compile_graph(text=text, overrides={"norm": "identity"})
