@@ -35,7 +35,7 @@ def device_list(text: str) -> list[int]:
 
 
 def dump_text(g) -> str:
-    from .passes.infer_shapes import topological
+    from .graph_ops import topological
     lines = []
     for name in topological(g):
         d = g.nodes[name]

@@ -9,7 +9,7 @@ from collections import defaultdict
 import networkx as nx
 
 from .layers import Init
-from .passes.infer_shapes import ordered_inputs, topological
+from .graph_ops import ordered_inputs, topological
 from .report import shape_text
 from .values import CallValue
 

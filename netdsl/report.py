@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from .passes.infer_shapes import topological
-from .passes.place_devices import BYTES_PER_VALUE
+from .graph_ops import topological
+from .graph_ops import BYTES_PER_VALUE
 
 
 def shape_text(shape) -> str:

@@ -18,9 +18,8 @@ import networkx as nx
 
 from ..errors import NetDslError
 from ..layers import REGISTRY
-from .infer_shapes import topological
+from ..graph_ops import BYTES_PER_VALUE, topological
 
-BYTES_PER_VALUE = 4  # float32
 
 
 def _device(g: nx.DiGraph, name: str) -> str:
