@@ -36,8 +36,11 @@ class SoftmaxLoss(Layer):
     def output_shape(self, a, in_shapes):
         scores, labels = in_shapes
         if len(scores) != 1:
-            raise ShapeError(f"softmax_loss needs a vector of class scores, got {'x'.join(map(str, scores))}",
-                             "put a fully connected layer with one output per class before the loss")
+            # A C x 1 x 1 map (a last 1x1 conv, a global pooling) holds the scores already;
+            # the loss still takes a vector, so every reader of the scores sees N x C.
+            fix = ("flatten the map first: `... -> flatten` before the loss" if scores[1:] == (1, 1) else
+                   "put a fully connected layer with one output per class before the loss")
+            raise ShapeError(f"softmax_loss needs a vector of class scores, got {'x'.join(map(str, scores))}", fix)
         if scores[0] != labels[0]:
             raise ShapeError(f"channel mismatch: the scores have {scores[0]} classes but the label input has {labels[0]}",
                              f"give the last layer {labels[0]} outputs, or change the label's class count")

@@ -45,6 +45,8 @@ ORACLE = {
     "elu": lambda a, p, xs, ctx: F.elu(xs[0], alpha=a["alpha"]),
     "fc": lambda a, p, xs, ctx: F.linear(xs[0].flatten(1), p["weight"], p["bias"]),
     # netdsl's alpha is the paper's, not divided by the window size; torch's is.
+    "flatten": lambda a, p, xs, ctx: xs[0].flatten(1),
+    "global_avgpool": lambda a, p, xs, ctx: F.adaptive_avg_pool2d(xs[0], 1),
     "identity": lambda a, p, xs, ctx: xs[0],
     "leaky_relu": lambda a, p, xs, ctx: F.leaky_relu(xs[0], a["slope"]),
     "lrn": lambda a, p, xs, ctx: F.local_response_norm(xs[0], a["size"], alpha=a["alpha"] * a["size"],

@@ -1,13 +1,15 @@
 """Networks past AlexNet built from the newer kinds: a residual block whose
 shortcut fans out to a convolution and an add (so its gradient is a sum of
-two parts), run by the cpu backend against the reference; and the error a
-residual with mismatched shapes gives."""
+two parts), run by the cpu backend against the reference; the errors of a
+residual with mismatched shapes and of a loss after a map; removing a layer
+with `--set`; and examples/nin-cifar.net against a torch twin."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from test_cpu_backend import compare, data, pair
 
+import netdsl
 from netdsl.compiler import compile_graph
 from netdsl.errors import NetDslError
 from netdsl.runtime.reference import ReferenceExecutor
@@ -80,3 +82,53 @@ def test_identity_rejects_arguments_instead_of_ignoring_them():
     text = NORMALISED.replace("-> norm", "-> norm(3)")
     with pytest.raises(NetDslError, match="identity takes at most 0 positional"):
         compile_graph(text=text, overrides={"norm": "identity"})
+
+
+def nin(F, p, x):
+    """Network in Network written out in torch from the paper, taking netdsl's weights by name."""
+    def mlpconv(name, h, size, pad):
+        names = [f"{name}.conv", f"{name}.conv2", f"{name}.conv3"]
+        h = F.relu(F.conv2d(h, p[names[0] + ".weight"], p[names[0] + ".bias"], padding=pad))
+        for n in names[1:]:
+            h = F.relu(F.conv2d(h, p[n + ".weight"], p[n + ".bias"]))
+        return h
+
+    h = F.max_pool2d(mlpconv("block1", x, 5, 2), 3, 2, ceil_mode=True)
+    h = F.avg_pool2d(mlpconv("block2", h, 5, 2), 3, 2, ceil_mode=True, count_include_pad=False)
+    return F.adaptive_avg_pool2d(mlpconv("block3", h, 3, 1), 1).flatten(1)
+
+
+def test_nin_example_matches_a_torch_twin():
+    torch = pytest.importorskip("torch", reason="PyTorch (the `oracle` extra) is not installed")
+    from test_torch_networks import EXAMPLES, rel_err, well_scaled_params
+
+    F = torch.nn.functional
+    net = netdsl.load(EXAMPLES / "nin-cifar.net")
+    widths = [(3, 192, 5), (192, 160, 1), (160, 96, 1), (96, 192, 5), (192, 192, 1), (192, 192, 1),
+              (192, 192, 3), (192, 192, 1), (192, 10, 1)]
+    twin = torch.nn.Sequential(*[torch.nn.Conv2d(i, o, k) for i, o, k in widths])
+    expected = sum(v.numel() for v in twin.parameters())
+    assert expected == 966_986
+    assert sum(int(np.prod(s)) for n in net.graph for s in net.graph.nodes[n].get("params", {}).values()) == expected
+
+    ex = net.executor(backend="reference", batch=2, seed=0)
+    ex.set_params(well_scaled_params(ex))
+    images = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    labels = np.array([3, 9])
+    logits = ex.forward(images)
+    loss, grads = ex.gradients(images, labels, train=False)
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in ex.params.items()}
+    t_logits = nin(F, p, torch.tensor(images, dtype=torch.float64))
+    t_loss = F.cross_entropy(t_logits, torch.tensor(labels))
+    t_loss.backward()
+    assert rel_err(logits, t_logits.detach().numpy()) < 1e-4
+    assert abs(float(loss) - t_loss.item()) < 1e-4 * abs(t_loss.item())
+    worst = max((rel_err(grads[k], p[k].grad.numpy()), k) for k in grads)
+    assert worst[0] < 1e-4, f"largest gradient mismatch: {worst[1]} ({worst[0]:.2e})"
+
+
+def test_softmax_loss_after_a_map_asks_for_flatten():
+    text = NORMALISED.replace("scores = fc(c1, 4)", "scores = conv(c1, 4, size=2)")
+    with pytest.raises(NetDslError, match="4x1x1") as caught:
+        compile_graph(text=text)
+    assert "-> flatten" in str(caught.value)
