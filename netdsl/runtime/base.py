@@ -27,7 +27,7 @@ from .. import rng
 from ..layers import REGISTRY
 from ..passes.build_backward import loss_node
 from ..passes.infer_shapes import ordered_inputs, topological
-from .optimizer import sgd_update
+from .optimizer import clip_scale, global_norm, sgd_update
 
 
 class NonFiniteError(RuntimeError):
@@ -59,6 +59,8 @@ class Executor:
         self.train_spec = graph.graph["train"]
         opt = self.train_spec.optimizer.kwargs
         self.lr, self.momentum, self.weight_decay = opt["lr"], opt["momentum"], opt["weight_decay"]
+        self.clip = getattr(self.train_spec, "clip", 0.0)  # global gradient-norm limit, 0: off
+        self.grad_norm = None  # the last step's global gradient norm (measured when clipping)
         self.steps = 0  # completed updates; the dropout counter
         self.order = [n for n in topological(graph) if graph.nodes[n]["role"] in ("layer", "input")]
         self.loss = loss_node(graph)
@@ -94,8 +96,11 @@ class Executor:
 
     def step(self, images, labels) -> dict:
         loss, grads, metrics = self._gradients(self._images(images), self._labels(labels), True, with_metrics=True)
+        scale = self._clip_scale(grads.values())
         for name, grad in grads.items():
             lr_mult, decay_mult = self.multipliers[name]
+            if scale != 1.0:
+                grad = grad * self.dtype.type(scale)
             sgd_update(self.params[name], self.velocity[name], grad, self.lr * lr_mult, self.momentum,
                        self.weight_decay * decay_mult)
         self.steps += 1
@@ -135,6 +140,13 @@ class Executor:
             return {k[6:]: data[k] for k in data.files if k.startswith("extra/")}
 
     # ---- for backends --------------------------------------------------
+    def _clip_scale(self, grads) -> float:
+        """Gradient clipping's factor for this step (1.0: none); sets grad_norm."""
+        if not self.clip:
+            return 1.0
+        self.grad_norm = global_norm(grads)
+        return clip_scale(self.grad_norm, self.clip)
+
     def _images(self, images) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=self.dtype)
         expected = tuple(self.g.nodes[self.image_input]["shape"])

@@ -19,3 +19,19 @@ def sgd_update(w: np.ndarray, v: np.ndarray, grad: np.ndarray, lr: float, moment
     v -= dtype(weight_decay * lr) * w
     v -= dtype(lr) * grad
     w += v
+
+
+def global_norm(grads) -> float:
+    """The L2 norm of all gradients together, as one vector (float64 sum of float32 dots)."""
+    total = 0.0
+    for g in grads:
+        flat = np.asarray(g).reshape(-1)
+        total += float(np.dot(flat, flat))
+    return float(np.sqrt(total))
+
+
+def clip_scale(norm: float, clip: float) -> float:
+    """The factor that brings a gradient of global norm `norm` down to `clip` (1 when
+    it is within it, or when clip is 0: off). Scaling the gradient, not the rate,
+    keeps it exact under momentum: the velocity remembers the clipped gradient."""
+    return clip / norm if clip > 0 and norm > clip else 1.0

@@ -211,11 +211,28 @@ class PlannedExecutor(base.Executor):
     def step(self, images, labels) -> dict:
         """The SGD update runs as generated kernels: same rule, same float32 operations."""
         loss, _, metrics = self._gradients(self._images(images), self._labels(labels), True, with_metrics=True)
+        self._clip_gradients()
         self._set_rates()
         self._run(self.launches["update"], True)
         self.steps += 1
         self._updated()
         return {"loss": float(loss), **metrics}
+
+    def _clip_gradients(self) -> None:
+        """Scales the gradient buffers the update kernels read, in place, when their global
+        norm exceeds `clip` (base.Executor.step does the same to the reference's arrays)."""
+        if not self.clip:
+            return
+        refs = list(self.plan.param_grads.values())
+        grads = [self.read(ref) for ref in refs]
+        scale = self._clip_scale(grads)
+        if scale == 1.0:
+            return
+        for ref, grad in zip(refs, grads):
+            if self.view(ref) is not None:
+                grad *= np.float32(scale)
+            else:
+                self.upload(ref, grad * np.float32(scale))
 
     def _set_rates(self) -> None:
         for name, cells in self.rates.items():

@@ -15,12 +15,22 @@ def log_probabilities(ex, images: np.ndarray) -> np.ndarray:
     """Log class probabilities (float64); a 10 x N x ... ten-crop batch is averaged over crops
     in probability, computed as a log-sum-exp so nothing underflows."""
     crops = images if images.ndim == 5 else images[None]
-    logs = np.stack([log_softmax(ex.forward(crop, train=False).astype(np.float64)) for crop in crops])
+    views, n = len(crops), crops.shape[1]
+    scores = forward_all(ex, crops.reshape((views * n,) + crops.shape[2:]))
+    logs = log_softmax(scores.astype(np.float64)).reshape(views, n, -1)
     if len(logs) == 1:
         return logs[0]
     top = logs.max(axis=0)
     top = np.where(np.isfinite(top), top, 0.0)
     return top + np.log(np.exp(logs - top).mean(axis=0))
+
+
+def forward_all(ex, images: np.ndarray) -> np.ndarray:
+    """Scores of any number of images in full batches of the executor's size: the ten
+    views of a batch go through together, so only the split's very last chunk is short."""
+    batch = getattr(ex, "batch", None) or len(images)
+    chunks = [ex.forward(images[i:i + batch], train=False) for i in range(0, len(images), batch)]
+    return np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
 
 
 def probabilities(ex, images: np.ndarray) -> np.ndarray:

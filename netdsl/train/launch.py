@@ -20,6 +20,7 @@ from ..userpaths import check_data_dir, check_out_dir, check_regular_file
 from .checkpoints import check_checkpoint, expected_shapes, fallback_hint
 from .datasets import class_count, data_plan, default_dataset, input_scale, scaled
 from .evaluate import evaluate, log_probabilities
+from .inference import inference_executor
 from .trainer import RunOptions, Trainer, read_config, write_config
 
 
@@ -134,6 +135,7 @@ def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backe
     _, data = open_data(net, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)
+    ex = inference_executor(ex)  # forward-only plan: no backward buffers, dropout off
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
         result = evaluate(ex, scaled(loader, input_scale(net)))
     return {**result, "ten_crop": test_aug.crop_mode == "ten"}

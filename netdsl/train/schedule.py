@@ -1,6 +1,12 @@
 """Learning-rate schedules: constant, step (divide every N epochs) and plateau
 (the paper's rule: divide by 10 when the validation error stops improving).
-Each keeps its state in a small dict so a checkpoint can resume it exactly."""
+Each keeps its state in a small dict so a checkpoint can resume it exactly.
+
+Every schedule takes `warmup=N`: the rate of update s (0-based, the executor's
+step counter) is the schedule's rate times min(1, (s + 1) / N), a linear ramp
+that reaches the full rate at update N - 1 (Goyal et al. 2017, section 2.2).
+It is a function of the step counter alone, so a resumed run ramps exactly as
+an uninterrupted one."""
 from __future__ import annotations
 
 from ..values import CallValue
@@ -14,6 +20,11 @@ class Schedule:
     def after_epoch(self, epoch: int, val_error: float | None) -> float:
         """Called once per finished epoch (1-based); returns the next epoch's lr."""
         return self.lr
+
+    def lr_at(self, step: int) -> float:
+        """The rate of update `step` (0-based): the epoch's rate, ramped during warm-up."""
+        warmup = self.kwargs.get("warmup", 0)
+        return self.lr * min(1.0, (step + 1) / warmup) if warmup else self.lr
 
     def state(self) -> dict:
         return {"lr": self.lr}

@@ -49,14 +49,37 @@ def nonzero_finite(v):
     return None if math.isfinite(v) and v != 0 else "must be a finite number other than 0"
 
 
+def whole_non_negative(v):
+    return None if v >= 0 else "must be 0 or more"
+
+
+def above_one(v):
+    return None if math.isfinite(v) and v > 1 else "must be a finite number greater than 1"
+
+
 # name -> ((argument, type, default[, check]), ...) in positional order
 OPTIMIZERS = {"sgd": (("lr", "float", 0.01, positive), ("momentum", "float", 0.9, momentum),
                       ("weight_decay", "float", 0.0005, non_negative))}
+# `warmup=N` (every schedule): the lr rises linearly over the first N steps, to the
+# schedule's own rate at step N (Goyal et al. 2017); 0, the paper's choice, starts at full rate.
+WARMUP = ("warmup", "int", 0, whole_non_negative)
 SCHEDULES = {
-    "constant": (),
-    "step": (("every", "int", 30, at_least_one), ("factor", "float", 0.1, positive)),
+    "constant": (WARMUP,),
+    "step": (("every", "int", 30, at_least_one), ("factor", "float", 0.1, positive), WARMUP),
     "plateau": (("factor", "float", 0.1, fraction), ("patience", "int", 1, at_least_one),
-                ("min_lr", "float", 1e-6, non_negative)),
+                ("min_lr", "float", 1e-6, non_negative), WARMUP),
+}
+# What to do when the loss diverges: stop with a message, or go back to the last
+# checkpoint (the initial weights before the first) with the lr times lr_factor,
+# at most `tries` times. `above` is a multiple of ln(classes), the loss of a
+# uniform guess; `steps` is how long it may stay above it, or rise step after step.
+WATCHDOG_TEST = (("above", "float", 2.0, above_one), ("steps", "int", 10, at_least_one))
+WATCHDOGS = {
+    "off": (),
+    "stop": WATCHDOG_TEST,
+    "restart": WATCHDOG_TEST + (("lr_factor", "float", 0.1, lambda v: None if 0 < v < 1 else
+                                 "must be greater than 0 and less than 1"),
+                                ("tries", "int", 3, at_least_one)),
 }
 AUGMENTATIONS = {
     "random_crop": (("size", "int", REQUIRED, at_least_one), ("from", "int", 256, at_least_one)),
@@ -67,9 +90,12 @@ AUGMENTATIONS = {
 }
 TEST_MODES = {"center_crop": (), "ten_crop": ()}
 
-CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "test": TEST_MODES}
-SCALARS = {"batch": "int", "epochs": "int", "seed": "int"}
-SCALAR_RANGES = {"batch": (1, MAX_BATCH), "epochs": (1, MAX_EPOCHS), "seed": (0, MAX_SEED)}
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "test": TEST_MODES, "watchdog": WATCHDOGS}
+# `clip`: the largest global L2 norm of all parameter gradients a step applies (a larger
+# gradient is scaled down to it); 0 turns clipping off.
+SCALARS = {"batch": "int", "epochs": "int", "seed": "int", "clip": "float"}
+SCALAR_RANGES = {"batch": (1, MAX_BATCH), "epochs": (1, MAX_EPOCHS), "seed": (0, MAX_SEED),
+                 "clip": (0.0, math.inf)}
 KEYS = tuple(SCALARS) + tuple(CHOICES) + ("augment",)
 
 
@@ -79,11 +105,13 @@ class TrainSpec:
     epochs: int = 90
     seed: int = 0
     optimizer: CallValue = CallValue("sgd", {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005})
-    schedule: CallValue = CallValue("plateau", {"factor": 0.1, "patience": 1, "min_lr": 1e-6})
+    schedule: CallValue = CallValue("plateau", {"factor": 0.1, "patience": 1, "min_lr": 1e-6, "warmup": 0})
     augment: tuple[CallValue, ...] = field(default=(
         CallValue("random_crop", {"size": 224, "from": 256}), CallValue("hflip", {}),
         CallValue("pca_lighting", {"std": 0.1})))
     test: CallValue = CallValue("center_crop", {})
+    clip: float = 0.0
+    watchdog: CallValue = CallValue("stop", {"above": 2.0, "steps": 10})
 
     def augmentation(self, name: str) -> CallValue | None:
         return next((a for a in self.augment if a.name == name), None)
@@ -136,7 +164,11 @@ def validate(settings: dict[str, ast.Setting], params: dict) -> TrainSpec:
         if key in SCALARS:
             values[key] = coerce(f"`{key}`", SCALARS[key], setting.value, params)
             low, high = SCALAR_RANGES[key]
-            if not low <= values[key] <= high:
+            if key == "clip":
+                if not math.isfinite(values[key]) or values[key] < 0:
+                    raise NetDslError("`clip` must be a finite number, 0 (no clipping) or more",
+                                      substitute(setting.value, params).pos)
+            elif not low <= values[key] <= high:
                 where = substitute(setting.value, params).pos
                 if low == 1 and values[key] < 1:
                     raise NetDslError(f"`{key}` must be greater than 0", where)

@@ -6,7 +6,10 @@ A run directory holds:
   checkpoint.npz     the latest state: weights, momentum, step counter, lr,
                      schedule state, epoch and position inside it, the epoch's
                      running sums; written atomically (temp file + rename)
-  best.npz           the weights with the lowest validation top-1 error so far
+  best.npz           the state with the lowest validation top-1 error so far: a hard
+                     link to the checkpoint.npz of that epoch (no second write; the
+                     next checkpoint is a new file, so the link keeps the old one)
+  mean.npy           the training images' mean image (written by launch.start_run)
   metrics.jsonl      one line per finished epoch
   loss.png error.png the curves, redrawn at every checkpoint
 
@@ -18,6 +21,7 @@ the same.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +31,12 @@ from tqdm import tqdm
 from ..data.loader import BatchLoader
 from ..errors import NetDslError
 from ..runtime.base import NonFiniteError
-from .datasets import data_plan, input_scale, scaled
+from .datasets import class_count, data_plan, input_scale, scaled
 from .evaluate import evaluate
+from .inference import InferenceView
 from .plots import plot_curves
 from .schedule import make_schedule
+from .watchdog import Diverged, Watchdog
 
 
 @dataclass
@@ -53,11 +59,16 @@ class Trainer:
         self.sums = {"loss": 0.0, "top1": 0.0, "batches": 0, "seconds": 0.0}
         self.best = float("inf")
         self.history: list[dict] = []
+        self.watchdog = Watchdog(net.train.watchdog, class_count(net))
+        self.restarts = 0  # watchdog restarts so far (each lowered the rate once more)
+        self.initial = None  # the starting weights, kept only for a restart before any checkpoint
+        self.validator = InferenceView(executor)
+        self.timing = {"train": 0.0, "validation": 0.0}  # seconds of this process, for reports
 
     # ---- checkpoints ------------------------------------------------------
     def save(self, name: str = "checkpoint.npz") -> None:
         state = {"epoch": self.epoch, "next_batch": self.next_batch, "sums": self.sums, "best": self.best,
-                 "schedule": self.schedule.state()}
+                 "schedule": self.schedule.state(), "restarts": self.restarts}
         self.ex.save(self.run_dir / name, state=json.dumps(state))
 
     def restore(self) -> None:
@@ -67,6 +78,7 @@ class Trainer:
         self.epoch, self.next_batch, self.sums, self.best = (state["epoch"], state["next_batch"], state["sums"],
                                                              state["best"])
         self.schedule.restore(state["schedule"])
+        self.restarts = state.get("restarts", 0)
         metrics = self.run_dir / "metrics.jsonl"
         if metrics.exists():  # drop epochs the interrupted run logged after this checkpoint
             self.history = [h for h in read_metrics(metrics) if h["epoch"] <= self.epoch]
@@ -76,10 +88,42 @@ class Trainer:
     def run(self) -> list[dict]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.run_dir)
+        if self.watchdog.action == "restart" and not (self.run_dir / "checkpoint.npz").exists():
+            self.initial = {k: v.copy() for k, v in self.ex.params.items()}
         while self.epoch < self.opt.epochs:
-            self._train_epoch()
+            try:
+                self._train_epoch()
+            except Diverged as diverged:
+                self._restart(diverged)
+                continue
             self._finish_epoch()
         return self.history
+
+    def _restart(self, diverged: Diverged) -> None:
+        """Stop with the symptom and the usual fixes, or (watchdog=restart) go back to the
+        last checkpoint, or the initial weights before the first, at a lower rate."""
+        kwargs = self.watchdog.kwargs
+        if self.watchdog.action != "restart" or self.restarts >= kwargs["tries"]:
+            tried = f" after {self.restarts} restart(s) at lower rates" if self.restarts else ""
+            raise NetDslError(f"training stopped{tried}: {diverged}", hint=self.watchdog.hint(self.schedule.lr))
+        checkpoint = self.run_dir / "checkpoint.npz"
+        done = self.restarts
+        if checkpoint.exists():
+            self.restore()  # its rate was lowered by the restarts before it was written
+            behind, where = done - self.restarts, f"{checkpoint} (epoch {self.epoch + 1}, batch {self.next_batch})"
+        else:
+            for v in self.ex.velocity.values():
+                v[...] = 0
+            self.ex.set_params(self.initial)  # backends holding their own copy take the momentum with it
+            self.ex.steps, self.epoch, self.next_batch = 0, 0, 0
+            self.sums = {"loss": 0.0, "top1": 0.0, "batches": 0, "seconds": 0.0}
+            behind, where = 0, "the initial weights (no checkpoint yet)"
+        self.restarts = done + 1
+        self.schedule.lr *= kwargs["lr_factor"] ** (behind + 1)
+        self.watchdog.reset()
+        print(f"watchdog: {diverged}; restarting from {where} with the learning rate "
+              f"x{kwargs['lr_factor']:g} (now {self.schedule.lr:.3g}), restart {self.restarts} of {kwargs['tries']}",
+              flush=True)
 
     def _loader(self, split: str, spec, epoch: int, start: int = 0) -> BatchLoader:
         return BatchLoader(self.data, split, self.opt.batch, spec, seed=self.opt.seed, epoch=epoch,
@@ -95,10 +139,12 @@ class Trainer:
         with loader, bar:
             started = time.perf_counter()
             for images, labels in scaled(loader, self.scale):
+                self.ex.lr = self.schedule.lr_at(self.ex.steps)
                 try:
                     m = self.ex.step(images, labels)
                 except NonFiniteError as exc:
                     raise NetDslError(f"training stopped: {exc}", hint=self._non_finite_hint()) from None
+                self.watchdog.observe(m["loss"], self.ex.steps)
                 self.next_batch += 1
                 self.sums["loss"] += m["loss"]
                 self.sums["top1"] += m["top1_error"]
@@ -113,6 +159,7 @@ class Trainer:
                     started = time.perf_counter()
                     self.save()
             self.sums["seconds"] += time.perf_counter() - started
+            self.timing["train"] += time.perf_counter() - started
 
     def _non_finite_hint(self) -> str:
         checkpoint = self.run_dir / "checkpoint.npz"
@@ -124,7 +171,8 @@ class Trainer:
     def _finish_epoch(self) -> None:
         val_started = time.perf_counter()
         with self._loader("val", self.test_aug, 0) as loader:
-            val = evaluate(self.ex, scaled(loader, self.scale))
+            val = evaluate(self.validator.executor(), scaled(loader, self.scale))
+        self.timing["validation"] += time.perf_counter() - val_started
         batches = max(self.sums["batches"], 1)
         record = {
             "epoch": self.epoch + 1, "lr": self.ex.lr,
@@ -144,11 +192,26 @@ class Trainer:
         self.ex.lr = next_lr
         self.epoch, self.next_batch = self.epoch + 1, 0
         self.sums = {"loss": 0.0, "top1": 0.0, "batches": 0, "seconds": 0.0}
-        if val["top1_error"] < self.best:
+        improved = val["top1_error"] < self.best
+        if improved:
             self.best = val["top1_error"]
-            self.save("best.npz")
         self.save()
+        if improved:
+            self._keep_as_best()
         plot_curves(self.history, self.run_dir)
+
+    def _keep_as_best(self) -> None:
+        """best.npz := this epoch's checkpoint.npz, as a second name for the same file. A
+        checkpoint is always replaced by a new file (temp + rename), never rewritten, so
+        the link keeps this epoch's bytes. Where links are refused, a copy is written."""
+        tmp = self.run_dir / "best.link.tmp.npz"  # *.tmp.npz: removed at the next start if left over
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(self.run_dir / "checkpoint.npz", tmp)
+            os.replace(tmp, self.run_dir / "best.npz")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            self.save("best.npz")
 
     def _no_bar(self) -> bool | None:
         return None if self.opt.progress is None else not self.opt.progress

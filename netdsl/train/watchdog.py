@@ -1,0 +1,67 @@
+"""The divergence watchdog: notices a run whose loss has left the range where
+learning happens, long before it turns into NaN or hours of wasted epochs.
+
+Two symptoms, each over `steps` consecutive training steps:
+  - the loss stays above `above` x ln(classes): worse than a uniform guess by
+    that factor (ln(classes) is the loss of predicting every class equally);
+  - the loss rises at every step and ends above ln(classes), worse than chance.
+Either is what too high a learning rate looks like in its first hundred steps.
+A run that learns shows neither: its loss does not go back above chance, and
+noise alone makes ten rises in a row a one-in-3.6-million event per window.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..values import CallValue
+
+FIXES = ("a lower learning rate (--set optimizer.lr={lower:g}), a linear warm-up (--set schedule.warmup=200), "
+         "gradient clipping (--set clip=5), or --set watchdog=restart to go back to the last checkpoint at a "
+         "tenth of the rate; --set watchdog=off turns this check off")
+
+
+@dataclass
+class Diverged(Exception):
+    """Raised by the trainer when the watchdog sees a symptom."""
+    symptom: str
+    step: int
+
+    def __str__(self) -> str:
+        return f"step {self.step}: {self.symptom}"
+
+
+class Watchdog:
+    def __init__(self, spec: CallValue, classes: int):
+        self.action = spec.name
+        self.kwargs = dict(spec.kwargs)
+        self.limit = self.kwargs.get("above", 2.0) * math.log(max(classes, 2))
+        self.reset()
+
+    def reset(self) -> None:
+        self.high = self.rising = 0
+        self.previous = math.inf
+        self.first_rise = None
+
+    def observe(self, loss: float, step: int) -> None:
+        """Raise Diverged when the last `steps` losses show a symptom."""
+        if self.action == "off":
+            return
+        steps = self.kwargs["steps"]
+        self.high = self.high + 1 if loss > self.limit else 0
+        if loss > self.previous:
+            self.rising += 1
+            self.first_rise = self.first_rise if self.rising > 1 else self.previous
+        else:
+            self.rising = 0
+        self.previous = loss
+        if self.high >= steps:
+            raise Diverged(f"the training loss has been above {self.kwargs['above']:g} x ln(classes) = "
+                           f"{self.limit:.2f} (chance is {self.limit / self.kwargs['above']:.2f}) for {steps} steps "
+                           f"in a row; the last is {loss:.4g}", step)
+        if self.rising >= steps and loss > self.limit / self.kwargs["above"]:
+            raise Diverged(f"the training loss rose {steps} steps in a row, from {self.first_rise:.4g} to "
+                           f"{loss:.4g}, above chance (ln(classes) = {self.limit / self.kwargs['above']:.2f})", step)
+
+    def hint(self, lr: float) -> str:
+        return "usual fixes: " + FIXES.format(lower=lr / 10)
