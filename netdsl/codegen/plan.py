@@ -30,8 +30,10 @@ ROLES = ("input", "output", "param", "grad_output", "grad_input", "grad_param", 
 # Run-time scalars a kernel may take, and their C types. The dropout key is
 # netdsl.rng.stream_key(seed, node name); `step` is the draw counter. The SGD
 # update (templates/update.j2) takes momentum, the parameter's learning rate
-# and its weight decay times that rate.
-SCALARS = {"key0": "uint32_t", "key1": "uint32_t", "step": "uint64_t", "train": "int",
+# and its weight decay times that rate. `image_offset` is the position of the
+# batch's first image in the global batch (non-zero on the ranks of
+# data-parallel training), so a shard draws its images' dropout bits.
+SCALARS = {"key0": "uint32_t", "key1": "uint32_t", "step": "uint64_t", "train": "int", "image_offset": "uint64_t",
            "momentum": "float", "lr": "float", "decay": "float"}
 
 ELEMENT_TYPES = {"float32": "float", "int32": "int32_t"}

@@ -72,6 +72,7 @@ class Context:
     seed: int = 0
     step: int = 0
     stream: str = ""
+    image_offset: int = 0  # the batch's first image within the global batch (data parallelism)
     # Per input: is its gradient wanted? (A network input's is not, and
     # skipping it spares conv1 its largest matrix product.) Empty: all are.
     input_grads: tuple[bool, ...] = ()

@@ -13,9 +13,12 @@ from .base import ArgSpec, Example, Layer, probability
 
 
 def keep_mask(a: dict, shape, ctx) -> np.ndarray:
+    """Elements from the global batch's start: a shard beginning at image `ctx.image_offset`
+    (data-parallel training) draws what its images draw in the whole batch."""
     key = rng.stream_key(ctx.seed, ctx.stream)
     n = int(np.prod(shape))
-    return rng.bernoulli_keep(key, ctx.step, n, 1.0 - a["rate"]).reshape(shape)
+    start = ctx.image_offset * int(np.prod(shape[1:]))
+    return rng.bernoulli_keep(key, ctx.step, n, 1.0 - a["rate"], start).reshape(shape)
 
 
 class Dropout(Layer):

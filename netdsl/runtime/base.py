@@ -25,8 +25,8 @@ import numpy as np
 
 from .. import rng
 from ..layers import REGISTRY
-from ..passes.build_backward import loss_node
-from ..passes.infer_shapes import ordered_inputs, topological
+from ..graph_ops import loss_node
+from ..graph_ops import ordered_inputs, topological
 from .optimizer import clip_scale, global_norm, sgd_update
 
 
@@ -62,6 +62,7 @@ class Executor:
         self.clip = getattr(self.train_spec, "clip", 0.0)  # global gradient-norm limit, 0: off
         self.grad_norm = None  # the last step's global gradient norm (measured when clipping)
         self.steps = 0  # completed updates; the dropout counter
+        self.image_offset = 0  # first image of this batch in the global one (a data-parallel rank's shard)
         self.order = [n for n in topological(graph) if graph.nodes[n]["role"] in ("layer", "input")]
         self.loss = loss_node(graph)
         self.scores_node = ordered_inputs(graph, self.loss)[0]

@@ -57,7 +57,9 @@ class PlannedExecutor(base.Executor):
         self.module = self.compile(self.module_text())
         self.arenas = {device: self.allocate(device, arena.nbytes) for device, arena in self.plan.arenas.items()}
         self._bind_persistent()
-        self.cells = {"step": self.make_cell("uint64_t"), "train": self.make_cell("int")}
+        self.cells = {"step": self.make_cell("uint64_t"), "train": self.make_cell("int"),
+                      "image_offset": self.make_cell("uint64_t")}
+        self.on_gradients_ready = None  # data parallelism: called as (layer, param_grad refs) in backward
         self.rates: dict[str, dict[str, object]] = {}  # parameter -> its SGD cells
         steps = self.plan.steps
         prepared = [self.prepare(i, step, self.plan.sync.get(i)) for i, step in enumerate(steps)]
@@ -116,7 +118,35 @@ class PlannedExecutor(base.Executor):
     def _run(self, launches, train: bool) -> None:
         self.set_cell(self.cells["step"], self.steps)
         self.set_cell(self.cells["train"], int(train))
+        self.set_cell(self.cells["image_offset"], self.image_offset)
         self.run(launches)
+
+    def _run_backward(self, train: bool) -> None:
+        """With `on_gradients_ready` set, backward runs in segments, each ending at the last
+        step that writes a layer's parameter gradients, and the callback gets (layer, refs)
+        there: a data-parallel rank starts summing them while the rest of backward runs."""
+        if self.on_gradients_ready is None:
+            return self._run(self.launches["backward"], train)
+        self._run([], train)
+        start = 0
+        for end, layer, refs in self.gradient_segments():
+            self.run(self.launches["backward"][start:end])
+            self.on_gradients_ready(layer, refs)
+            start = end
+        self.run(self.launches["backward"][start:])
+
+    def gradient_segments(self) -> list[tuple[int, str, list[TensorRef]]]:
+        """(end, layer, refs) in backward order: after backward step end - 1 the layer's
+        parameter gradients are final."""
+        last = {}
+        for i, step in enumerate(self.plan.backward):
+            for ref in step.writes:
+                if ref.role == "param_grad" and ref in self.plan.param_grads.values():
+                    last[ref] = i + 1
+        layers: dict[str, list] = {}
+        for ref in self.plan.param_grads.values():
+            layers.setdefault(ref.node, []).append(ref)
+        return sorted((max(last.get(r, 0) for r in refs), layer, refs) for layer, refs in layers.items())
 
     def _finite(self, ref: TensorRef) -> bool:
         value = self.read(ref)
@@ -150,6 +180,7 @@ class PlannedExecutor(base.Executor):
         phases = [("forward", checks)] + ([("backward", grads)] if phase == "backward" else [])
         self.set_cell(self.cells["step"], self.steps)
         self.set_cell(self.cells["train"], int(train))
+        self.set_cell(self.cells["image_offset"], self.image_offset)
         for name, wanted in phases:
             steps = getattr(self.plan, name)
             last_writer = {ref: i for i, step in enumerate(steps) for ref in step.writes if ref in wanted}
@@ -196,7 +227,7 @@ class PlannedExecutor(base.Executor):
 
     def _gradients(self, images, labels, train, with_metrics=False):
         scores, values, _ = self._forward(images, labels, train)
-        self._run(self.launches["backward"], train)
+        self._run_backward(train)
         self._guard("backward", images, labels, train)
         grads = {name: self.read(ref).reshape(self.params[name].shape) for name, ref in self.plan.param_grads.items()}
         loss = values[self.loss]
@@ -250,6 +281,7 @@ class PlannedExecutor(base.Executor):
         for phase in ("forward", "backward", "update"):
             self.set_cell(self.cells["step"], self.steps)
             self.set_cell(self.cells["train"], 1)
+            self.set_cell(self.cells["image_offset"], self.image_offset)
             for step, launch in zip(getattr(self.plan, phase), self.launches[phase]):
                 started = time.perf_counter()
                 self.run([launch])

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..layers import REGISTRY
 from ..layers.base import Context
-from ..passes.infer_shapes import ordered_inputs, topological
+from ..graph_ops import ordered_inputs, topological
 from .base import Executor
 
 
@@ -25,7 +25,7 @@ class ReferenceExecutor(Executor):
         self.backward_order = [n for n in topological(graph) if graph.nodes[n]["role"] in ("backward", "gradsum")]
 
     def _context(self, node: str, train: bool) -> Context:
-        return Context(train=train, seed=self.seed, step=self.steps, stream=node)
+        return Context(train=train, seed=self.seed, step=self.steps, stream=node, image_offset=self.image_offset)
 
     def _layer_params(self, node: str) -> dict:
         return {p: self.params[f"{node}.{p}"] for p in self.g.nodes[node].get("params", {})}
