@@ -34,6 +34,16 @@ def dropout(a, p, xs, ctx):
     return x * torch.from_numpy(keep) / (1.0 - a["rate"])
 
 
+def lrn(a, x):
+    """netdsl's alpha is the paper's, not divided by the window size; torch's and Caffe's are."""
+    if a["region"] == "across":
+        return F.local_response_norm(x, a["size"], alpha=a["alpha"] * a["size"], beta=a["beta"], k=a["k"])
+    # Caffe's WITHIN_CHANNEL: the mean of x^2 over the zero-padded size x size window
+    # (count_include_pad), times alpha; netdsl's alpha multiplies the sum instead.
+    mean = F.avg_pool2d(x * x, a["size"], stride=1, padding=a["size"] // 2, count_include_pad=True)
+    return x * (a["k"] + a["alpha"] * a["size"] ** 2 * mean) ** -a["beta"]
+
+
 # kind -> f(args, params, inputs, ctx) with torch tensors in and out.
 ORACLE = {
     "add": lambda a, p, xs, ctx: sum(xs[1:], xs[0]),
@@ -44,13 +54,11 @@ ORACLE = {
     "dropout": dropout,
     "elu": lambda a, p, xs, ctx: F.elu(xs[0], alpha=a["alpha"]),
     "fc": lambda a, p, xs, ctx: F.linear(xs[0].flatten(1), p["weight"], p["bias"]),
-    # netdsl's alpha is the paper's, not divided by the window size; torch's is.
     "flatten": lambda a, p, xs, ctx: xs[0].flatten(1),
     "global_avgpool": lambda a, p, xs, ctx: F.adaptive_avg_pool2d(xs[0], 1),
     "identity": lambda a, p, xs, ctx: xs[0],
     "leaky_relu": lambda a, p, xs, ctx: F.leaky_relu(xs[0], a["slope"]),
-    "lrn": lambda a, p, xs, ctx: F.local_response_norm(xs[0], a["size"], alpha=a["alpha"] * a["size"],
-                                                       beta=a["beta"], k=a["k"]),
+    "lrn": lambda a, p, xs, ctx: lrn(a, xs[0]),
     "maxpool": lambda a, p, xs, ctx: F.max_pool2d(xs[0], a["size"], pool_stride(a), a["pad"], ceil_mode=a["ceil"]),
     "prelu": lambda a, p, xs, ctx: F.prelu(xs[0], p["weight"]),
     "relu": lambda a, p, xs, ctx: torch.relu(xs[0]),

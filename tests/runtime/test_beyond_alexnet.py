@@ -132,3 +132,11 @@ def test_softmax_loss_after_a_map_asks_for_flatten():
     with pytest.raises(NetDslError, match="4x1x1") as caught:
         compile_graph(text=text)
     assert "-> flatten" in str(caught.value)
+
+
+def test_spatial_lrn_needs_an_odd_window():
+    text = NORMALISED.replace("size = 3;", "size = 4; region = within;")
+    with pytest.raises(NetDslError, match="region=within needs an odd size"):
+        compile_graph(text=text)
+    graph = compile_graph(text=NORMALISED.replace("size = 3;", "size = 3; region = within;"))
+    assert graph.nodes["c1.norm"]["args"]["region"] == "within"

@@ -63,6 +63,8 @@ def example_text(kind: str, index: int) -> str:
 
 
 def _literal(value) -> str:
+    if isinstance(value, str):  # a name, as `region=within`
+        return value
     return ("true" if value else "false") if isinstance(value, bool) else repr(value)
 
 
