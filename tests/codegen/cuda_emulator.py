@@ -26,6 +26,8 @@ from netdsl.runtime.cbuild import bind
 HEADER = r"""
 #include <barrier>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <math.h>
@@ -49,7 +51,14 @@ static float netdsl_exchange[1024];
 struct alignas(16) float4 { float x, y, z, w; };
 static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
-static inline void __syncthreads() { netdsl_block_barrier->arrive_and_wait(); }
+static inline void __syncthreads()
+{
+    if (netdsl_block_barrier == nullptr) {  /* a kernel declared barrier-free used one */
+        fprintf(stderr, "emulator: __syncthreads in a kernel run one thread at a time\n");
+        abort();
+    }
+    netdsl_block_barrier->arrive_and_wait();
+}
 
 static inline float __shfl_xor_sync(unsigned, float v, int lane_mask)
 {
@@ -63,12 +72,26 @@ static inline float __shfl_xor_sync(unsigned, float v, int lane_mask)
 
 /* Runs `thunk` as every thread of every block, blocks in order; each OS thread
    walks the blocks itself and a barrier separates them, so __shared__ storage
-   is never used by two blocks at once. */
-extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], void (*thunk)(void))
+   is never used by two blocks at once. A kernel without barriers or shuffles
+   (`sequential`) runs its threads one after another on the calling thread:
+   the same work, without an OS thread per CUDA thread. */
+extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], void (*thunk)(void), int sequential)
 {
     gridDim = {grid[0], grid[1], grid[2]};
     blockDim = {block[0], block[1], block[2]};
     const unsigned threads = block[0] * block[1] * block[2];
+    if (sequential) {
+        netdsl_block_barrier = nullptr;
+        for (unsigned z = 0; z < grid[2]; ++z)
+            for (unsigned y = 0; y < grid[1]; ++y)
+                for (unsigned x = 0; x < grid[0]; ++x)
+                    for (unsigned t = 0; t < threads; ++t) {
+                        blockIdx = {x, y, z};
+                        threadIdx = {t % block[0], (t / block[0]) % block[1], t / (block[0] * block[1])};
+                        thunk();
+                    }
+        return;
+    }
     std::barrier<> barrier(threads);
     netdsl_block_barrier = &barrier;
     std::vector<std::thread> team;
@@ -110,11 +133,12 @@ class Emulator:
             if result.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-4000:]}")
         self.library = ctypes.CDLL(str(library))
-        self.library.netdsl_launch.argtypes = [ctypes.c_uint * 3, ctypes.c_uint * 3, THUNK]
+        self.library.netdsl_launch.argtypes = [ctypes.c_uint * 3, ctypes.c_uint * 3, THUNK, ctypes.c_int]
 
     def launch(self, kernel, buffers: dict[str, np.ndarray], scalars: dict | None = None) -> None:
         function, values = bind(self.library, kernel, buffers, scalars)
         thunk = THUNK(lambda: function(*values))
         grid = (ctypes.c_uint * 3)(*kernel.launch.grid)
         block = (ctypes.c_uint * 3)(*kernel.launch.block)
-        self.library.netdsl_launch(grid, block, thunk)
+        # flat kernels (a thread per element, grid-stride) have no barriers or shuffles
+        self.library.netdsl_launch(grid, block, thunk, int(kernel.shape == "flat"))

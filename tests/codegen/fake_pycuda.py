@@ -94,7 +94,8 @@ class _Function:
         self.function.argtypes = [_CTYPES[type(a)] for a in args]
         values = [int(a) if isinstance(a, np.uintp) else a for a in args]
         thunk = _THUNK(lambda: self.function(*values))
-        self.emulator.library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), thunk)
+        # PyCUDA's launch does not say whether a kernel has barriers: every thread its own
+        self.emulator.library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), thunk, 0)
 
 
 _THUNK = ctypes.CFUNCTYPE(None)
