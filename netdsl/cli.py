@@ -65,8 +65,21 @@ def cmd_info(args) -> int:
     g = compile_graph(args.file, overrides=parse_sets(args.set), training=True)
     batch = args.batch or g.graph["train"].batch
     where, placement = PLACEMENTS["cuda"]
-    print(info_text(g, batch, memory_table(passes.plan_step(g, batch, "cuda", placement), where)))
+    if args.ranks > 1:  # data parallel: each rank plans its share of the batch
+        from .distributed.report import ranks_text
+        batch = _local_batch(batch, args.ranks)
+    plan = passes.plan_step(g, batch, "cuda", placement)
+    print(info_text(g, batch, memory_table(plan, where)))
+    if args.ranks > 1:
+        print("\n" + ranks_text(plan, args.ranks, batch))
     return 0
+
+
+def _local_batch(batch: int, ranks: int) -> int:
+    if batch % ranks:
+        raise NetDslError(f"the batch of {batch} does not split evenly over {ranks} ranks",
+                          hint=f"give a batch that is a multiple of {ranks} (--batch)")
+    return batch // ranks
 
 
 KERNEL_FILES = {"c": "kernels.c", "cuda": "kernels.cu"}
@@ -151,6 +164,14 @@ def cmd_compile(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from .distributed import World
+    world = World.from_environment()  # one process, unless started by mpiexec (docs/distributed.md)
+    world.quiet_unless_root()
+    with world.stop_all_on_error():
+        return _train(args, world)
+
+
+def _train(args, world) -> int:
     from .train.launch import resume_run, start_run
     progress = False if args.no_progress else None
     if args.resume:
@@ -160,12 +181,12 @@ def cmd_train(args) -> int:
                               hint="the network, its settings, the batch, the seed and the data come from "
                               f"{args.resume}/config.json; --epochs, --save-every, --workers and --backend apply")
         trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress, args.devices,
-                             args.epochs, args.save_every, args.workers)
+                             args.epochs, args.save_every, args.workers, world=world)
     else:
         if not args.file:
             raise NetDslError("train needs a .net file (or --resume RUN)")
         trainer = start_run(args.file, parse_sets(args.set), args.data, args.out, args.backend, args.epochs,
-                            args.batch, args.seed, args.workers, args.save_every, progress, args.devices)
+                            args.batch, args.seed, args.workers, args.save_every, progress, args.devices, world=world)
     history = trainer.run()
     if history:
         last = history[-1]
@@ -241,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = net_command("info", "per-layer table and totals", cmd_info)
     c.add_argument("--batch", type=argtypes.batch, help="batch size for memory figures (default: the train block's)")
+    c.add_argument("--ranks", type=argtypes.positive, default=1,
+                   help="data-parallel ranks sharing the batch: the layout and gradient bytes per step per rank")
     c = net_command("compile", "check a network and write its graph", cmd_compile)
     c.add_argument("-o", "--output", metavar="DIR", help="output directory (default out/<network>)")
     c.add_argument("--dump-after", metavar="PASS", help="print the graph (or the plan) after this pass")

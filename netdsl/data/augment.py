@@ -170,17 +170,25 @@ def augment_batch(
     mean: np.ndarray,
     eigval: np.ndarray,
     eigvec: np.ndarray,
+    within: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Apply `spec` to a uint8 HWC batch; draws windows first, then lighting alphas."""
+    """Apply `spec` to a uint8 HWC batch; draws windows first, then lighting alphas.
+
+    within=(first, count): `images` are images first.. of a batch of `count` (a
+    data-parallel rank's shard). The draws are made for the whole batch and this
+    part's are used, so each image gets what it gets when the batch is made whole."""
+    first, count = within or (0, len(images))
+    part = slice(first, first + len(images))
     crop = spec.crop or images.shape[1]
     mean = mean if spec.mean_subtract else None
     if spec.crop_mode == "ten":
         return ten_crop(images, crop, mean)
     if spec.crop_mode == "center":
         return center_crop(images, crop, mean)
-    batch = random_crop(images, crop, rng, spec.flip, mean)
+    w = random_windows(rng, count, images.shape[1], crop, spec.flip)
+    batch = extract(images, Windows(w.top[part], w.left[part], w.flipped[part]), crop, mean)
     if spec.pca_std:
-        add_lighting(batch, lighting_shifts(rng, len(images), spec.pca_std, eigval, eigvec))
+        add_lighting(batch, lighting_shifts(rng, count, spec.pca_std, eigval, eigvec)[part])
     return batch
 
 

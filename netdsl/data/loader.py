@@ -57,7 +57,10 @@ class BatchLoader:
         drop_last: bool | None = None,
         workers: int = 2,
         prefetch: int = 3,
+        shard=None,
     ):
+        """`shard(n)` -> slice: the part of each batch of n this process makes (one rank of
+        data-parallel training); its images are augmented as they are in the whole batch."""
         if batch < 1:
             raise ValueError(f"batch size must be positive, got {batch}")
         if workers < 0 or prefetch < 1:
@@ -66,6 +69,7 @@ class BatchLoader:
         self.prepared, self.spec, self.batch = prepared, spec, batch
         self.seed, self.epoch, self.start_batch = seed, epoch, start_batch
         self.workers, self.prefetch = workers, prefetch
+        self.shard = shard
         count = len(self.labels)
         drop_last = split == "train" if drop_last is None else drop_last
         self.batches_per_epoch = count // batch if drop_last else math.ceil(count / batch)
@@ -84,10 +88,12 @@ class BatchLoader:
 
     def make_batch(self, index: int) -> Batch:
         rows = self.rows(index)
+        part = self.shard(len(rows)) if self.shard else slice(0, len(rows))
         rng = counter_rng(self.seed, AUGMENT_STREAM, self.epoch, index)
         data = self.prepared
-        images = augment_batch(np.asarray(self.images[rows]), self.spec, rng, data.mean, data.eigval, data.eigvec)
-        return images, self.labels[rows]
+        images = augment_batch(np.asarray(self.images[rows[part]]), self.spec, rng, data.mean, data.eigval,
+                               data.eigvec, within=(part.start, len(rows)))
+        return images, self.labels[rows[part]]
 
     def __iter__(self) -> Iterator[Batch]:
         self.close()

@@ -83,6 +83,14 @@ class World:
                               hint=f"give a batch that is a multiple of {self.size} (--batch or --set batch=...)")
         return batch // self.size
 
+    def devices(self, devices: list[int] | None, backend: str) -> list[int] | None:
+        """The physical GPUs of this rank: `--devices` names one rank's (its towers' mapping),
+        and the ranks on one host take consecutive sets of that many."""
+        if self.size == 1 or backend not in ("cuda", "auto"):
+            return devices
+        base = devices or [0]
+        return [d + self.local_rank * (max(base) + 1) for d in base]
+
     def shard(self, count: int) -> slice:
         """This rank's images of a batch of `count`: equal contiguous parts, in rank order."""
         return slice(self.rank * count // self.size, (self.rank + 1) * count // self.size)

@@ -15,6 +15,7 @@ from ..data.augment import center_crop
 from ..data.folder import decode_square
 from ..data.loader import BatchLoader
 from ..data.prepare import prepare
+from ..distributed import World, attach
 from ..errors import NetDslError
 from ..userpaths import check_data_dir, check_out_dir, check_regular_file
 from .checkpoints import check_checkpoint, expected_shapes, fallback_hint
@@ -46,7 +47,10 @@ def open_data(net: Network, data_dir: str | None, workers: int | None = None, pr
 
 def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None, backend: str,
               epochs: int | None, batch: int | None, seed: int | None, workers: int | None, save_every: int | None,
-              progress: bool | None, devices: list[int] | None = None) -> Trainer:
+              progress: bool | None, devices: list[int] | None = None, world: World | None = None) -> Trainer:
+    world = world or World()
+    if not world.is_root:  # rank 0 makes the run (data cache, kernels, run directory); the others join it
+        return resume_run(world.share(what="making the run directory"), backend, progress, devices, world=world)
     # Everything the command line names is checked before the network is built or data is read.
     check_regular_file(file, "network file")
     if out:
@@ -62,20 +66,24 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     run_dir = Path(out) if out else Path("runs") / f"{net.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_out_dir(run_dir)
     data_path, data = open_data(net, data_dir, progress=progress)
-    executor = net.executor(backend=backend, batch=options.batch, seed=options.seed, devices=devices)
+    executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
+                                   devices=world.devices(devices, backend)), world)
     write_config(run_dir, {"file": str(file), "source": source, "overrides": overrides,
                            "data": str(data_path.resolve()), "backend": executor.backend,
                            "classes": data.classes, "class_names": data.class_names, "options": asdict(options)})
     np.save(run_dir / "mean.npy", data.mean)  # so predict needs neither the data nor its cache
-    print(f"run directory: {run_dir}")
-    return Trainer(net, data, executor, run_dir, options)
+    print(f"run directory: {run_dir}" + (f" ({world.size} ranks)" if world.size > 1 else ""))
+    world.share(str(run_dir))
+    return Trainer(net, data, executor, run_dir, options, world)
 
 
 def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices: list[int] | None = None,
-               epochs: int | None = None, save_every: int | None = None, workers: int | None = None) -> Trainer:
+               epochs: int | None = None, save_every: int | None = None, workers: int | None = None,
+               world: World | None = None) -> Trainer:
     """Reopen a run. `epochs` extends (or states) its length; `save_every` and `workers` apply
     from here on. The checkpoint is checked whole before anything in the run is rewritten."""
     run_path = Path(run_dir)
+    world = world or World()
     config = read_config(run_path)
     net = network_from_source(config["source"], config["file"], config["overrides"])
     changes = {k: v for k, v in (("epochs", epochs), ("save_every", save_every), ("workers", workers)) if v}
@@ -97,12 +105,13 @@ def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices
         raise NetDslError(f"{run_path} already finished its {options.epochs} epochs",
                           hint=f"give --epochs {options.epochs + 1} or more to train further")
     _, data = open_data(net, config["data"], progress=progress)
-    executor = net.executor(backend=backend or config["backend"], batch=options.batch, seed=options.seed,
-                            devices=devices)
-    trainer = Trainer(net, data, executor, run_path, options)
+    backend = backend or config["backend"]
+    executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
+                                   devices=world.devices(devices, backend)), world)
+    trainer = Trainer(net, data, executor, run_path, options, world)
     if state:
         trainer.restore()
-    if changes:
+    if changes and world.is_root:
         write_config(run_path, {**config, "options": {**config["options"], **changes}})
     if state:
         print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, batch {trainer.next_batch}"

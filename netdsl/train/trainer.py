@@ -29,6 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.loader import BatchLoader
+from ..distributed.comm import World
 from ..errors import NetDslError
 from ..runtime.base import NonFiniteError
 from .datasets import class_count, data_plan, input_scale, scaled
@@ -50,8 +51,10 @@ class RunOptions:
 
 
 class Trainer:
-    def __init__(self, net, data, executor, run_dir: Path, options: RunOptions):
+    def __init__(self, net, data, executor, run_dir: Path, options: RunOptions, world: World | None = None):
         self.net, self.data, self.ex, self.run_dir, self.opt = net, data, executor, Path(run_dir), options
+        # data-parallel ranks (docs/distributed.md): each makes its shard of every batch; rank 0 alone writes
+        self.world = world or World()
         self.prepared_size, self.train_aug, self.test_aug = data_plan(net)
         self.scale = input_scale(net)
         self.schedule = make_schedule(net.train.schedule, executor.lr)
@@ -67,6 +70,8 @@ class Trainer:
 
     # ---- checkpoints ------------------------------------------------------
     def save(self, name: str = "checkpoint.npz") -> None:
+        if not self.world.is_root:
+            return
         state = {"epoch": self.epoch, "next_batch": self.next_batch, "sums": self.sums, "best": self.best,
                  "schedule": self.schedule.state(), "restarts": self.restarts}
         self.ex.save(self.run_dir / name, state=json.dumps(state))
@@ -80,14 +85,15 @@ class Trainer:
         self.schedule.restore(state["schedule"])
         self.restarts = state.get("restarts", 0)
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists():  # drop epochs the interrupted run logged after this checkpoint
+        if metrics.exists() and self.world.is_root:  # drop epochs the interrupted run logged after this checkpoint
             self.history = [h for h in read_metrics(metrics) if h["epoch"] <= self.epoch]
             metrics.write_text("".join(json.dumps(h) + "\n" for h in self.history))
 
     # ---- the loop -----------------------------------------------------------
     def run(self) -> list[dict]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(self.run_dir)
+        if self.world.is_root:
+            remove_leftovers(self.run_dir)
         if self.watchdog.action == "restart" and not (self.run_dir / "checkpoint.npz").exists():
             self.initial = {k: v.copy() for k, v in self.ex.params.items()}
         while self.epoch < self.opt.epochs:
@@ -127,7 +133,7 @@ class Trainer:
 
     def _loader(self, split: str, spec, epoch: int, start: int = 0) -> BatchLoader:
         return BatchLoader(self.data, split, self.opt.batch, spec, seed=self.opt.seed, epoch=epoch,
-                           start_batch=start, workers=self.opt.workers)
+                           start_batch=start, workers=self.opt.workers, shard=self.world.shard)
 
     def _train_epoch(self) -> None:
         loader = self._loader("train", self.train_aug, self.epoch, self.next_batch)
@@ -141,7 +147,7 @@ class Trainer:
             for images, labels in scaled(loader, self.scale):
                 self.ex.lr = self.schedule.lr_at(self.ex.steps)
                 try:
-                    m = self.ex.step(images, labels)
+                    m = self.world.mean_metrics(self.ex.step(images, labels))
                 except NonFiniteError as exc:
                     raise NetDslError(f"training stopped: {exc}", hint=self._non_finite_hint()) from None
                 self.watchdog.observe(m["loss"], self.ex.steps)
@@ -171,7 +177,8 @@ class Trainer:
     def _finish_epoch(self) -> None:
         val_started = time.perf_counter()
         with self._loader("val", self.test_aug, 0) as loader:
-            val = evaluate(self.validator.executor(), scaled(loader, self.scale))
+            shards = (batch for batch in scaled(loader, self.scale) if len(batch[1]))  # a short last batch
+            val = self.world.weighted_mean(evaluate(self.validator.executor(), shards))
         self.timing["validation"] += time.perf_counter() - val_started
         batches = max(self.sums["batches"], 1)
         record = {
@@ -184,8 +191,9 @@ class Trainer:
         # The next lr first: whatever can fail at the epoch's end fails before the epoch is logged.
         next_lr = self.schedule.after_epoch(self.epoch + 1, val["top1_error"])
         self.history.append(record)
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.world.is_root:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
         print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
               f"top-1 {record['val_top1_error']:.2%}, top-5 {record['val_top5_error']:.2%}, "
               f"{record['images_per_s']:.1f} images/s", flush=True)
@@ -196,9 +204,10 @@ class Trainer:
         if improved:
             self.best = val["top1_error"]
         self.save()
-        if improved:
+        if improved and self.world.is_root:
             self._keep_as_best()
-        plot_curves(self.history, self.run_dir)
+        if self.world.is_root:
+            plot_curves(self.history, self.run_dir)
 
     def _keep_as_best(self) -> None:
         """best.npz := this epoch's checkpoint.npz, as a second name for the same file. A
@@ -214,6 +223,8 @@ class Trainer:
             self.save("best.npz")
 
     def _no_bar(self) -> bool | None:
+        if not self.world.is_root:
+            return True
         return None if self.opt.progress is None else not self.opt.progress
 
 

@@ -9,6 +9,7 @@ through netdsl.distributed.attach exactly as `netdsl train` does; rank 0 writes 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -31,6 +32,8 @@ def main() -> int:
     with open(args.net) as f:
         net = Network(compile_graph(text=f.read(), file=args.net, training=True))
     ex = attach(net.executor(backend=args.backend, batch=world.local_batch(args.batch), seed=3), world)
+    if os.environ.get("NETDSL_TEST_ZERO_OFFSET"):  # every shard draws the first images' dropout bits
+        ex.image_offset = 0
     shape = net.graph.nodes[ex.image_input]["shape"]
     classes = net.graph.nodes[ex.label_input]["shape"][0]
     data = np.random.default_rng(11)
@@ -39,7 +42,7 @@ def main() -> int:
             images = data.standard_normal((args.batch, *shape)).astype(np.float32)
             labels = data.integers(0, classes, args.batch)
             if world.rank == 1 and step == args.die_at:
-                import os, signal
+                import signal
                 os.kill(os.getpid(), signal.SIGKILL)
             if world.rank == 1 and step == args.hang_at:
                 import time
