@@ -82,6 +82,7 @@ def test_dropout_masks_change_per_step_and_repeat_per_seed(tmp_path):
     assert np.array_equal(ex.forward(x, train=False), ex.forward(x, train=False))
 
 
+@pytest.mark.slow
 def test_cifar_overfits_one_batch():
     net = netdsl.load(EXAMPLES / "cifar.net", overrides={"optimizer.lr": "0.003", "optimizer.weight_decay": "0"})
     ex = net.executor(batch=32, seed=0)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -26,6 +27,7 @@ def weights(run: Path) -> dict:
         return {k: f[k] for k in f.files if k.startswith(("param/", "velocity/"))} | {"steps": f["meta/steps"]}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bitwise(small_shapes, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight = tmp_path / "straight"
