@@ -149,7 +149,11 @@ class Trainer:
                 try:
                     m = self.world.mean_metrics(self.ex.step(images, labels))
                 except NonFiniteError as exc:
-                    raise NetDslError(f"training stopped: {exc}", hint=self._non_finite_hint()) from None
+                    history = self.watchdog.history()
+                    if self.watchdog.action == "restart":
+                        raise Diverged(f"{exc.args[0].split(': ', 1)[-1]} ({history})", exc.step) from None
+                    raise NetDslError(f"training stopped: {exc}" + (f" ({history})" if history else ""),
+                                      hint=self._non_finite_hint()) from None
                 self.watchdog.observe(m["loss"], self.ex.steps)
                 self.next_batch += 1
                 self.sums["loss"] += m["loss"]
@@ -172,7 +176,9 @@ class Trainer:
         where = (f"the last good state is {checkpoint}" if checkpoint.exists()
                  else "no checkpoint was written yet (the first is written at the end of epoch 1"
                  + (f" or after {self.opt.save_every} batches)" if self.opt.save_every else ")"))
-        return f"lower the learning rate (--set optimizer.lr=...) or check the data; {where}"
+        if self.watchdog.action == "off":
+            return f"lower the learning rate (--set optimizer.lr=...) or check the data; {where}"
+        return f"{where}; check the data, or {self.watchdog.hint(self.schedule.lr)}"
 
     def _finish_epoch(self) -> None:
         val_started = time.perf_counter()

@@ -6,12 +6,16 @@ Two symptoms, each over `steps` consecutive training steps:
     that factor (ln(classes) is the loss of predicting every class equally);
   - the loss rises at every step and ends above ln(classes), worse than chance.
 Either is what too high a learning rate looks like in its first hundred steps.
+A loss that turns NaN or Inf first (the executors' guard) is the same
+disease a few steps later: the trainer reports it with the losses that led
+up to it and the same fixes, and `restart` restarts from it too.
 A run that learns shows neither: its loss does not go back above chance, and
 noise alone makes ten rises in a row a one-in-3.6-million event per window.
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from ..values import CallValue
@@ -39,6 +43,7 @@ class Watchdog:
         self.reset()
 
     def reset(self) -> None:
+        self.recent: deque[float] = deque(maxlen=6)
         self.high = self.rising = 0
         self.previous = math.inf
         self.first_rise = None
@@ -47,6 +52,7 @@ class Watchdog:
         """Raise Diverged when the last `steps` losses show a symptom."""
         if self.action == "off":
             return
+        self.recent.append(loss)
         steps = self.kwargs["steps"]
         self.high = self.high + 1 if loss > self.limit else 0
         if loss > self.previous:
@@ -62,6 +68,10 @@ class Watchdog:
         if self.rising >= steps and loss > self.limit / self.kwargs["above"]:
             raise Diverged(f"the training loss rose {steps} steps in a row, from {self.first_rise:.4g} to "
                            f"{loss:.4g}, above chance (ln(classes) = {self.limit / self.kwargs['above']:.2f})", step)
+
+    def history(self) -> str:
+        """The last few losses, as a phrase for a message (empty before the first step)."""
+        return f"the last losses: {', '.join(f'{v:.4g}' for v in self.recent)}" if self.recent else ""
 
     def hint(self, lr: float) -> str:
         return "usual fixes: " + FIXES.format(lower=lr / 10)

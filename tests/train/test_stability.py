@@ -163,3 +163,19 @@ def test_a_run_warms_up_by_the_step_counter(small_shapes, tmp_path):
     assert train_run(write_net(tmp_path), small_shapes, run, "--set", "schedule.warmup=20") == 0
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert record["lr"] == pytest.approx(0.01 * 10 / 20)
+
+
+def test_a_loss_gone_nan_is_restarted_from_too_and_stops_after_the_tries(small_shapes, tmp_path, capsys):
+    net = write_net(tmp_path, text=TINY.replace("lr=0.01", "lr=1e30"))
+    code = train_run(net, small_shapes, tmp_path / "run", "--set", "watchdog=restart", "--set", "watchdog.tries=1")
+    out = capsys.readouterr()
+    assert code == 2
+    assert "became NaN or Inf" in out.out and "restarting from the initial weights (no checkpoint yet)" in out.out
+    assert "training stopped after 1 restart(s) at lower rates" in out.err and "became NaN or Inf" in out.err
+
+
+def test_the_nan_message_names_the_usual_fixes(small_shapes, tmp_path, capsys):
+    net = write_net(tmp_path, text=TINY.replace("lr=0.01", "lr=1e30"))
+    assert train_run(net, small_shapes, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "became NaN or Inf" in err and "schedule.warmup" in err and "--set clip=" in err
