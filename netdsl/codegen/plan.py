@@ -17,6 +17,7 @@ keep alive exactly what each pass touches:
     grad_param   dweight, ...  gradient with respect to each parameter (overwritten)
     saved        written by forward, read by backward (e.g. maxpool's argmax)
     scratch      temporary within one pass (e.g. im2col columns)
+    state        kept across steps, updated by a training forward (batchnorm's running statistics)
 
 Buffers passed to one call never alias: kernels declare them `restrict`.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-ROLES = ("input", "output", "param", "grad_output", "grad_input", "grad_param", "saved", "scratch")
+ROLES = ("input", "output", "param", "grad_output", "grad_input", "grad_param", "saved", "scratch", "state")
 
 # Run-time scalars a kernel may take, and their C types. The dropout key is
 # netdsl.rng.stream_key(seed, node name); `step` is the draw counter. The SGD

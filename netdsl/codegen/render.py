@@ -11,7 +11,7 @@ descriptors and helper functions, and declares its passes as data by setting
          stride_a=, stride_b=, stride_c=, alpha=, beta=)
                                     C[i] = alpha op(A[i]) op(B[i]) + beta C[i], row-major,
                                     i < batch; runs a shared matrix-product routine
-    saved(name, size, dtype) / scratch(name, size)   extra buffers
+    saved(name, size, dtype) / scratch(name, size) / state(name, size)   extra buffers
     scalar(name)                    a run-time scalar (netdsl.codegen.plan.SCALARS)
 
 The arguments come as `a.<name>` (complete, schema defaults filled in) and as
@@ -167,6 +167,9 @@ class Declarations:
     def scratch(self, name, size):
         return Tensor(Buffer(name, "scratch", size), (size,))
 
+    def state(self, name, size):
+        return Tensor(Buffer(name, "state", size), (size,))
+
     def scalar(self, name):
         return Arg(name, SCALARS[name], scalar=name)
 
@@ -231,7 +234,7 @@ def render_layer(kind: str, node: str, source_line: int, args: dict, in_shapes, 
         "dialect": tgt.dialect, "layer": layer, "a": SimpleNamespace(**a), "args": a, "batch": batch,
         "ins": ins, "out": out, "params": SimpleNamespace(**params),
         "flat": declare.flat, "rows": declare.rows, "gemm": declare.gemm,
-        "saved": declare.saved, "scratch": declare.scratch, "scalar": declare.scalar,
+        "saved": declare.saved, "scratch": declare.scratch, "state": declare.state, "scalar": declare.scalar,
     })
     source = KernelSource(target, node, kind, str(module), tuple(module.forward), tuple(module.backward),
                           tuple(declare.gemms), module)

@@ -76,6 +76,9 @@ class Context:
     # Per input: is its gradient wanted? (A network input's is not, and
     # skipping it spares conv1 its largest matrix product.) Empty: all are.
     input_grads: tuple[bool, ...] = ()
+    # The layer's running state (name -> array, e.g. batchnorm's statistics), which a
+    # training forward updates in place; None: not kept (the layer uses its initial state).
+    state: dict | None = None
 
     def wants_input_grad(self, index: int) -> bool:
         return not self.input_grads or self.input_grads[index]
@@ -118,6 +121,14 @@ class Layer:
         return {}
 
     def param_init(self, a: dict, name: str) -> Init:
+        raise KeyError(name)
+
+    def state_shapes(self, a: dict, in_shapes: list[tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Running state kept across steps (not learned, not in the gradient): name -> shape."""
+        return {}
+
+    def state_init(self, a: dict, name: str) -> float:
+        """The constant a state tensor starts at."""
         raise KeyError(name)
 
     def multipliers(self, a: dict, name: str) -> tuple[float, float]:

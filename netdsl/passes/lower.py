@@ -108,7 +108,7 @@ class _Lowering:
 
     def _call(self, kernel: Kernel, layer: str, node: str, device: str, binding: dict) -> Call:
         """Bind each buffer to its tensor; buffers not in `binding` are the layer's own."""
-        own = {"param": "param", "grad_param": "param_grad", "saved": "saved", "scratch": "scratch"}
+        own = {"param": "param", "grad_param": "param_grad", "saved": "saved", "scratch": "scratch", "state": "state"}
         refs = []
         for arg in kernel.args:
             buf = arg.buffer

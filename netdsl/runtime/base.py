@@ -78,6 +78,16 @@ class Executor:
                 self.params[name] = initial_value(layer.param_init(d["args"], pname), shape, seed, name, self.dtype)
                 self.multipliers[name] = layer.multipliers(d["args"], pname)
         self.velocity = OrderedDict((k, np.zeros_like(v)) for k, v in self.params.items())
+        # Running state a training forward updates (batchnorm's statistics): `layer.name` -> array.
+        self.state: OrderedDict[str, np.ndarray] = OrderedDict()
+        for node in self.order:
+            d = graph.nodes[node]
+            layer = REGISTRY.get(d["kind"])
+            if layer is None:
+                continue
+            in_shapes = [tuple(graph.nodes[u]["shape"]) for u in ordered_inputs(graph, node)]
+            for sname, shape in layer.state_shapes(d["args"], in_shapes).items():
+                self.state[f"{node}.{sname}"] = np.full(shape, layer.state_init(d["args"], sname), self.dtype)
 
     # ---- the API -------------------------------------------------------
     def set_params(self, mapping) -> None:
@@ -121,6 +131,7 @@ class Executor:
         path = Path(path)
         arrays = {f"param/{k}": v for k, v in self.params.items()}
         arrays |= {f"velocity/{k}": v for k, v in self.velocity.items()}
+        arrays |= {f"state/{k}": v for k, v in self._state_arrays().items()}
         arrays |= {"meta/steps": np.int64(self.steps), "meta/lr": np.float64(self.lr), "meta/seed": np.int64(self.seed)}
         arrays |= {f"extra/{k}": np.asarray(v) for k, v in extra.items()}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
@@ -135,12 +146,23 @@ class Executor:
             for k in data.files:
                 if k.startswith("velocity/"):
                     self.velocity[k[9:]][...] = data[k]
+            self._set_state({k[6:]: data[k] for k in data.files if k.startswith("state/")})
             self.steps = int(data["meta/steps"])
             self.lr = float(data["meta/lr"])
             self._params_changed()  # the momentum too, for backends that hold their own copy
             return {k[6:]: data[k] for k in data.files if k.startswith("extra/")}
 
     # ---- for backends --------------------------------------------------
+    def _state_arrays(self) -> dict:
+        """The running state as host arrays (a backend holding it on a device copies it here)."""
+        return dict(self.state)
+
+    def _set_state(self, mapping) -> None:
+        for name, value in mapping.items():
+            if name not in self.state:
+                raise KeyError(f"unknown state {name!r}")
+            self.state[name][...] = value
+
     def _clip_scale(self, grads) -> float:
         """Gradient clipping's factor for this step (1.0: none); sets grad_norm."""
         if not self.clip:

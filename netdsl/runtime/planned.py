@@ -84,7 +84,7 @@ class PlannedExecutor(base.Executor):
         for ref, info in self.plan.tensors.items():
             if info.fill is not None:
                 self.fill(ref, info.fill)
-        for table, role in ((self.params, "param"), (self.velocity, "momentum")):
+        for table, role in ((self.params, "param"), (self.velocity, "momentum"), (self.state, "state")):
             for name, array in table.items():
                 layer, pname = name.rsplit(".", 1)
                 ref = TensorRef(layer, role, pname)
@@ -96,6 +96,23 @@ class PlannedExecutor(base.Executor):
                     table[name] = view.reshape(array.shape)
                 else:
                     self.upload(ref, array)
+
+    def _state_ref(self, name: str) -> TensorRef:
+        layer, sname = name.rsplit(".", 1)
+        return TensorRef(layer, "state", sname)
+
+    def _state_arrays(self) -> dict:
+        """Host memory: the state arrays are arena views already; device memory: read back."""
+        return {name: array if self.view(self._state_ref(name)) is not None
+                else self.download(self._state_ref(name)).reshape(array.shape)
+                for name, array in self.state.items() if self._state_ref(name) in self.plan.tensors}
+
+    def _set_state(self, mapping) -> None:
+        super()._set_state(mapping)
+        for name in mapping:
+            ref = self._state_ref(name)
+            if ref in self.plan.tensors and self.view(ref) is None:
+                self.upload(ref, self.state[name])
 
     def arguments(self, call: Call) -> list:
         """Per kernel argument: a TensorRef, a constant, or a cell of a run-time scalar."""

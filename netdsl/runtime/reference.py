@@ -25,7 +25,9 @@ class ReferenceExecutor(Executor):
         self.backward_order = [n for n in topological(graph) if graph.nodes[n]["role"] in ("backward", "gradsum")]
 
     def _context(self, node: str, train: bool) -> Context:
-        return Context(train=train, seed=self.seed, step=self.steps, stream=node, image_offset=self.image_offset)
+        state = {k[len(node) + 1:]: v for k, v in self.state.items() if k.rsplit(".", 1)[0] == node}
+        return Context(train=train, seed=self.seed, step=self.steps, stream=node, image_offset=self.image_offset,
+                       state=state or None)
 
     def _layer_params(self, node: str) -> dict:
         return {p: self.params[f"{node}.{p}"] for p in self.g.nodes[node].get("params", {})}

@@ -77,6 +77,10 @@ class KernelCase:
                 data[f"x{i}"] = np.round(values * 2) / 2 if self.batch == 3 else values
         for name, shape in self.layer.param_shapes(self.args, self.in_shapes).items():
             data[name] = gen.normal(0.0, 0.5, shape)
+        # Running state away from its start (and positive, as a variance must be), so the
+        # test-time path reads it and a training update of it is visible.
+        for name, shape in self.layer.state_shapes(self.args, self.in_shapes).items():
+            data[name] = gen.uniform(0.5, 1.5, shape)
         out = source.buffers["y"]
         data["dy"] = gen.standard_normal(out.size)
         return data

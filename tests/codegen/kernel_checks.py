@@ -31,10 +31,25 @@ def reference(case, dtype, train=True):
     xs = [cast(f"x{i}") for i in range(len(case.in_shapes))]
     params = {name: cast(name) for name in case.layer.param_shapes(case.args, case.in_shapes)}
     ctx = case.context(train)
+    state = {name: cast(name).copy() for name in case.layer.state_shapes(case.args, case.in_shapes)}
+    ctx.state = state or None
     y, cache = case.layer.forward(case.args, params, xs, ctx)
     dy = case.data["dy"].astype(dtype).reshape(np.shape(y))
     dxs, dparams = case.layer.backward(case.args, params, cache, dy, ctx)
     return y, dxs, dparams
+
+
+def _state_after(case, train) -> dict:
+    """The layer's state after the reference's forward, which updates it in place."""
+    state = {name: case.data[name].astype(np.float64).copy()
+             for name in case.layer.state_shapes(case.args, case.in_shapes)}
+    if state:
+        xs = [case.data[f"x{i}"] for i in range(len(case.in_shapes))]
+        params = {name: case.data[name] for name in case.layer.param_shapes(case.args, case.in_shapes)}
+        ctx = case.context(train)
+        ctx.state = state
+        case.layer.forward(case.args, params, xs, ctx)
+    return state
 
 
 def _takes(kernels, scalar) -> bool:
@@ -50,6 +65,8 @@ def check_forward(case, source, run) -> None:
         expected, _, _ = reference(case, np.float64, train)
         actual = buffers["y"].reshape(np.shape(expected))
         assert_close(actual, expected, FLOAT32_RTOL, f"{case} y (train={train})")
+        for name, value in _state_after(case, train).items():  # running statistics, updated in training
+            assert_close(buffers[name], value, FLOAT32_RTOL, f"{case} state {name} (train={train})")
         if "random" in case.layer.traits:
             # Same seed, step and stream: the kernel must drop exactly the units numpy drops.
             bits, _, _ = reference(case, np.float32, train)

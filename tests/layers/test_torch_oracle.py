@@ -49,6 +49,8 @@ ORACLE = {
     "add": lambda a, p, xs, ctx: sum(xs[1:], xs[0]),
     "avgpool": lambda a, p, xs, ctx: F.avg_pool2d(xs[0], a["size"], pool_stride(a), a["pad"], ceil_mode=a["ceil"],
                                                   count_include_pad=False),
+    "batchnorm": lambda a, p, xs, ctx: F.batch_norm(xs[0], None, None, p.get("weight"), p.get("bias"),
+                                                    training=ctx.train, eps=a["eps"]),
     "concat": lambda a, p, xs, ctx: torch.cat(xs, dim=1),
     "conv": lambda a, p, xs, ctx: F.conv2d(xs[0], p["weight"], p["bias"], stride=a["stride"], padding=a["pad"]),
     "dropout": dropout,

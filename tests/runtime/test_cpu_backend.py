@@ -122,7 +122,15 @@ def compare(cpu: Executor, ref: ReferenceExecutor, spread: bool = False) -> None
     ref_loss, ref_grads = ref.gradients(images, labels)
     assert_close(loss, ref_loss, NETWORK_RTOL, "loss")
     assert grads.keys() == ref_grads.keys()
+    largest = max(float(np.linalg.norm(g)) for g in ref_grads.values())
+    noise = set()
     for name in ref_grads:
+        if np.linalg.norm(ref_grads[name]) < 1e-5 * largest:
+            noise.add(name)
+            # zero but for rounding (a bias before batchnorm, whose mean it removes): both
+            # sides are noise, so only their size is compared
+            assert np.linalg.norm(grads[name]) < 1e-5 * largest, f"gradient of {name} is not ~0"
+            continue
         assert_close(grads[name], ref_grads[name], NETWORK_RTOL, f"gradient of {name}")
 
     start = {name: value.copy() for name, value in ref.params.items()}
@@ -130,6 +138,9 @@ def compare(cpu: Executor, ref: ReferenceExecutor, spread: bool = False) -> None
         metrics, ref_metrics = cpu.step(images, labels), ref.step(images, labels)
         assert metrics["loss"] == pytest.approx(ref_metrics["loss"], rel=NETWORK_RTOL, abs=1e-6)
     for name in ref.params:
+        if name in noise:  # moved by weight decay alone: the weights agree to a rounding
+            np.testing.assert_allclose(cpu.params[name], ref.params[name], rtol=1e-6, err_msg=name)
+            continue
         # the change, not just the weights: a wrong update hides in weights it barely moves
         assert_close(cpu.params[name] - start[name], ref.params[name] - start[name], NETWORK_RTOL,
                      f"{name} after {STEPS} steps, change")
