@@ -85,7 +85,7 @@ def _memcpy_dtod_async(dst, src, nbytes, stream=None):
 
 class _Function:
     def __init__(self, emulator, name):
-        self.emulator, self.function = emulator, getattr(emulator.library, name)
+        self.emulator, self.name, self.function = emulator, name, getattr(emulator.library, name)
         self.function.restype = None
 
     def __call__(self, *args, grid, block, stream=None):
@@ -94,11 +94,13 @@ class _Function:
         self.function.argtypes = [_CTYPES[type(a)] for a in args]
         values = [int(a) if isinstance(a, np.uintp) else a for a in args]
         thunk = _THUNK(lambda: self.function(*values))
-        # PyCUDA's launch does not say whether a kernel has barriers: every thread its own
-        self.emulator.library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), thunk, 0)
+        # PyCUDA's launch does not say whether a kernel has barriers; the test names those without
+        sequential = int(self.name in FLAT)
+        self.emulator.library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), thunk, sequential)
 
 
 _THUNK = ctypes.CFUNCTYPE(None)
+FLAT: set[str] = set()  # kernels without barriers or shuffles, run one thread at a time (see cuda_emulator)
 
 
 def install(folder) -> None:
