@@ -31,7 +31,8 @@ def main() -> int:
     world = World.from_environment()
     with open(args.net) as f:
         net = Network(compile_graph(text=f.read(), file=args.net, training=True))
-    ex = attach(net.executor(backend=args.backend, batch=world.local_batch(args.batch), seed=3), world)
+    ex = attach(net.executor(backend=args.backend, batch=world.local_batch(args.batch), seed=3,
+                             devices=world.devices(None, args.backend)), world)
     if os.environ.get("NETDSL_TEST_ZERO_OFFSET"):  # every shard draws the first images' dropout bits
         ex.image_offset = 0
     shape = net.graph.nodes[ex.image_input]["shape"]
