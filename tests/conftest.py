@@ -1,7 +1,17 @@
 """Fixtures for the whole suite."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# One BLAS thread per test process (and for the `netdsl` processes tests
+# start), set before numpy loads OpenBLAS. The tests' matrices are small, and
+# where the cores are busy OpenBLAS's spinning threads made the same tests
+# several times slower: the training and reference-executor tests took 28 s
+# with one thread against 53-82 s with two on a loaded 2-core machine. An
+# OPENBLAS_NUM_THREADS already set wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)

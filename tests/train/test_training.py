@@ -33,7 +33,7 @@ def test_cifar_learns_the_shapes_well_below_chance(tmp_path):
 
 def test_train_writes_a_run_that_test_and_predict_read(small_shapes, tmp_path, capsys):
     run = tmp_path / "run"
-    code = main(["train", str(EXAMPLES / "cifar.net"), "--data", str(small_shapes), "--out", str(run),
+    code = main(["train", str(EXAMPLES / "lenet.net"), "--data", str(small_shapes), "--out", str(run),
                  "--epochs", "1", "--batch", "16", "--backend", "reference", "--no-progress"])
     assert code == 0
     for name in ("checkpoint.npz", "best.npz", "loss.png", "error.png", "config.json", "metrics.jsonl"):
