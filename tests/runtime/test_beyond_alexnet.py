@@ -5,6 +5,8 @@ residual with mismatched shapes and of a loss after a map; removing a layer
 with `--set`; and examples/nin-cifar.net against a torch twin."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from test_cpu_backend import compare, data, pair
@@ -13,6 +15,8 @@ import netdsl
 from netdsl.compiler import compile_graph
 from netdsl.errors import NetDslError
 from netdsl.runtime.reference import ReferenceExecutor
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 RESIDUAL = """
 defaults conv, fc { init = gauss(0.3); bias = 0.1 }
@@ -140,3 +144,65 @@ def test_spatial_lrn_needs_an_odd_window():
         compile_graph(text=text)
     graph = compile_graph(text=NORMALISED.replace("size = 3;", "size = 3; region = within;"))
     assert graph.nodes["c1.norm"]["args"]["region"] == "within"
+
+
+def resnet20(F, p, x, train):
+    """He et al.'s CIFAR ResNet-20 with 1x1 projection shortcuts, in torch from the paper,
+    taking netdsl's weights by name (batch statistics in training, the initial ones at test)."""
+    def conv(name, h, stride=1, pad=1):
+        return F.conv2d(h, p[f"{name}.weight"], p[f"{name}.bias"], stride=stride, padding=pad)
+
+    def bn(name, h):
+        c = h.shape[1]
+        mean, var = (None, None) if train else (h.new_zeros(c), h.new_ones(c))
+        return F.batch_norm(h, mean, var, p[f"{name}.weight"], p[f"{name}.bias"], training=train, eps=1e-5)
+
+    h = F.relu(bn("stem.batchnorm", conv("stem.conv", x)))
+    for stage, width in ((1, 16), (2, 32), (3, 64)):
+        for block in (1, 2, 3):
+            name = f"s{stage}b{block}"
+            stride = 2 if stage > 1 and block == 1 else 1
+            shortcut = bn(f"s{stage}p.batchnorm", conv(f"s{stage}p.conv", h, stride, 0)) if stride == 2 else h
+            branch = F.relu(bn(f"{name}.batchnorm", conv(f"{name}.conv", h, stride)))
+            branch = bn(f"{name}.batchnorm2", conv(f"{name}.conv2", branch))
+            h = F.relu(branch + shortcut)
+    return F.linear(F.adaptive_avg_pool2d(h, 1).flatten(1), p["scores.weight"], p["scores.bias"])
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "test"])
+def test_resnet20_example_matches_a_torch_twin(train):
+    torch = pytest.importorskip("torch", reason="PyTorch (the `oracle` extra) is not installed")
+    from test_torch_networks import EXAMPLES, rel_err, well_scaled_params
+
+    F = torch.nn.functional
+    net = netdsl.load(EXAMPLES / "resnet20-cifar.net")
+    ex = net.executor(backend="reference", batch=2, seed=0)
+    ex.set_params(well_scaled_params(ex))
+    # the twin's count: torch modules with the same layout, conv biases included
+    convs = [(3, 16, 3)] + [(16, 16, 3)] * 6 + [(16, 32, 1), (16, 32, 3)] + [(32, 32, 3)] * 5 + \
+            [(32, 64, 1), (32, 64, 3)] + [(64, 64, 3)] * 5
+    modules = [torch.nn.Conv2d(i, o, k) for i, o, k in convs] + [torch.nn.BatchNorm2d(o) for _, o, _ in convs]
+    expected = sum(v.numel() for m in modules + [torch.nn.Linear(64, 10)] for v in m.parameters())
+    assert sum(v.size for v in ex.params.values()) == expected == 273_258
+    assert sum(v.size for v in ex.state.values()) == 2 * sum(o for _, o, _ in convs)
+
+    images = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    labels = np.array([3, 9])
+    loss, grads = ex.gradients(images, labels, train=train)
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in ex.params.items()}
+    t_logits = resnet20(F, p, torch.tensor(images, dtype=torch.float64), train)
+    t_loss = F.cross_entropy(t_logits, torch.tensor(labels))
+    t_loss.backward()
+    assert abs(float(loss) - t_loss.item()) < 1e-4 * abs(t_loss.item())
+    worst = max((rel_err(grads[k], p[k].grad.numpy()), k) for k in grads
+                if float(p[k].grad.norm()) > 1e-6 * float(t_loss.item()))  # conv biases before bn: ~0 in training
+    assert worst[0] < 1e-4, f"largest gradient mismatch: {worst[1]} ({worst[0]:.2e})"
+
+
+def test_readme_residual_block_compiles():
+    readme = (EXAMPLES_DIR.parent / "README.md").read_text()
+    block = readme.split("A residual block (")[1].split("```\n")[1]
+    text = "input image : 3 x 8 x 8\ninput label : 4 classes\n" + block + "s = fc(b2, 4)\nloss = softmax_loss(s, label)\n"
+    g = compile_graph(text=text, training=True)
+    assert g.nodes["b2.add"]["shape"] == (32, 4, 4)
+    assert "stem.relu:gradsum" in g  # the shortcut's gradient: branch plus add

@@ -138,12 +138,15 @@ def compare(cpu: Executor, ref: ReferenceExecutor, spread: bool = False) -> None
         metrics, ref_metrics = cpu.step(images, labels), ref.step(images, labels)
         assert metrics["loss"] == pytest.approx(ref_metrics["loss"], rel=NETWORK_RTOL, abs=1e-6)
     for name in ref.params:
-        if name in noise:  # moved by weight decay alone: the weights agree to a rounding
-            np.testing.assert_allclose(cpu.params[name], ref.params[name], rtol=1e-6, err_msg=name)
+        # the change, not just the weights: a wrong update hides in weights it barely moves;
+        # but a change far below the weight (batchnorm's scale near 1, a bias whose gradient is
+        # noise) is resolved only to the weight's rounding, so two float32 ulps of it are allowed
+        if name in noise:  # moved by weight decay and noise alone
+            np.testing.assert_allclose(cpu.params[name], ref.params[name], rtol=1e-6, atol=1e-7, err_msg=name)
             continue
-        # the change, not just the weights: a wrong update hides in weights it barely moves
-        assert_close(cpu.params[name] - start[name], ref.params[name] - start[name], NETWORK_RTOL,
-                     f"{name} after {STEPS} steps, change")
+        change, expected = cpu.params[name] - start[name], ref.params[name] - start[name]
+        if np.linalg.norm(change - expected) > np.linalg.norm(2 * np.spacing(np.abs(ref.params[name]))):
+            assert_close(change, expected, NETWORK_RTOL, f"{name} after {STEPS} steps, change")
     assert cpu.steps == ref.steps == STEPS
 
 
@@ -157,11 +160,14 @@ def test_each_layer_example_matches_the_reference(kind, index):
 
 
 NETS = {"lenet.net": 1, "cifar.net": 3}  # batch 1 and an odd batch; AlexNet below
+# At batch 2 of noise the paper's rate 0.1 fits the two images within three steps
+# (loss 2.27 -> 0.56), and from there float32 rounding grows about 100x a step.
+OVERRIDES = {"resnet20-cifar.net": {"optimizer.lr": "0.01"}}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.net") if not p.name.startswith("alexnet")))
 def test_example_network_matches_the_reference(name):
-    compare(*pair(netdsl.load(EXAMPLES / name).graph, NETS.get(name, 2)))
+    compare(*pair(netdsl.load(EXAMPLES / name, overrides=OVERRIDES.get(name)).graph, NETS.get(name, 2)))
 
 
 ALEXNET_LR = {"optimizer.lr": "0.001"}  # batch 2 of noise: the paper's 0.01 overshoots
