@@ -13,6 +13,7 @@ import os
 import sys
 
 import numpy as np
+from pathlib import Path
 
 from netdsl.compiler import Network, compile_graph
 from netdsl.distributed import World, attach
@@ -27,7 +28,11 @@ def main() -> int:
     p.add_argument("--backend", default="cpu")
     p.add_argument("--die-at", type=int, default=-1, help="rank 1 kills itself at this step (fault tests)")
     p.add_argument("--hang-at", type=int, default=-1, help="rank 1 stops responding at this step")
+    p.add_argument("--emulate-gpu", metavar="DIR", help="cuda backend over PyCUDA and NCCL stand-ins (no GPU)")
     args = p.parse_args()
+    if args.emulate_gpu:
+        import fake_nccl
+        fake_nccl.install(Path(args.emulate_gpu))
     world = World.from_environment()
     with open(args.net) as f:
         net = Network(compile_graph(text=f.read(), file=args.net, training=True))
