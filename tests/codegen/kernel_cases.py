@@ -58,7 +58,8 @@ class KernelCase:
 
     def scalars(self, train: bool = True) -> dict:
         key0, key1 = rng.stream_key(SEED, self.node)
-        return {"key0": int(key0), "key1": int(key1), "step": STEP, "train": int(train)}
+        # image_offset 0: the case is the whole batch, as the reference context's default
+        return {"key0": int(key0), "key1": int(key1), "step": STEP, "train": int(train), "image_offset": 0}
 
     @cached_property
     def data(self) -> dict[str, np.ndarray]:
