@@ -155,3 +155,19 @@ def test_emulated_cuda_steps_match_the_reference(tmp_path):
     emulated.save(tmp_path / "ckpt.npz")
     with np.load(tmp_path / "ckpt.npz") as saved:
         np.testing.assert_array_equal(saved[f"state/{BN}.running_mean"], state[f"{BN}.running_mean"])
+
+
+@needs_c
+def test_validation_twin_takes_the_running_statistics():
+    """Validation runs a forward-only twin of the training executor: it must normalise with
+    the trained running statistics, not its own initial ones."""
+    from netdsl.train.inference import InferenceView
+
+    ex = Executor(graph(), 3, seed=2)
+    data = batches(4)
+    for images, labels in data[:3]:
+        ex.step(images, labels)
+    view = InferenceView(ex)
+    assert_close(view.executor().forward(data[3][0]), ex.forward(data[3][0], train=False), 1e-6, "twin scores")
+    ex.step(*data[3])  # the statistics move again; the next use of the twin follows them
+    assert_close(view.executor().forward(data[0][0]), ex.forward(data[0][0], train=False), 1e-6, "twin scores")
