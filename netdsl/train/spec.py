@@ -72,8 +72,10 @@ SCHEDULES = {
 # What to do when the loss diverges: stop with a message, or go back to the last
 # checkpoint (the initial weights before the first) with the lr times lr_factor,
 # at most `tries` times. `above` is a multiple of ln(classes), the loss of a
-# uniform guess; `steps` is how long it may stay above it, or rise step after step.
-WATCHDOG_TEST = (("above", "float", 2.0, above_one), ("steps", "int", 10, at_least_one))
+# uniform guess; `steps` is how many steps in a row the loss may stay above it,
+# `rising` how many in a row it may rise (while worse than chance).
+WATCHDOG_TEST = (("above", "float", 2.0, above_one), ("steps", "int", 3, at_least_one),
+                 ("rising", "int", 10, at_least_one))
 WATCHDOGS = {
     "off": (),
     "stop": WATCHDOG_TEST,
@@ -111,7 +113,7 @@ class TrainSpec:
         CallValue("pca_lighting", {"std": 0.1})))
     test: CallValue = CallValue("center_crop", {})
     clip: float = 0.0
-    watchdog: CallValue = CallValue("stop", {"above": 2.0, "steps": 10})
+    watchdog: CallValue = CallValue("stop", {"above": 2.0, "steps": 3, "rising": 10})
 
     def augmentation(self, name: str) -> CallValue | None:
         return next((a for a in self.augment if a.name == name), None)

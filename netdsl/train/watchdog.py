@@ -1,10 +1,13 @@
 """The divergence watchdog: notices a run whose loss has left the range where
 learning happens, long before it turns into NaN or hours of wasted epochs.
 
-Two symptoms, each over `steps` consecutive training steps:
-  - the loss stays above `above` x ln(classes): worse than a uniform guess by
-    that factor (ln(classes) is the loss of predicting every class equally);
-  - the loss rises at every step and ends above ln(classes), worse than chance.
+Two symptoms:
+  - the loss stays above `above` x ln(classes) for `steps` steps in a row:
+    worse than a uniform guess by that factor (ln(classes) is the loss of
+    predicting every class equally); 3 steps by default, because a rate that
+    high turns the loss NaN within a few more;
+  - the loss rises `rising` steps in a row (10 by default) and ends above
+    ln(classes), worse than chance.
 Either is what too high a learning rate looks like in its first hundred steps.
 A loss that turns NaN or Inf first (the executors' guard) is the same
 disease a few steps later: the trainer reports it with the losses that led
@@ -65,8 +68,8 @@ class Watchdog:
             raise Diverged(f"the training loss has been above {self.kwargs['above']:g} x ln(classes) = "
                            f"{self.limit:.2f} (chance is {self.limit / self.kwargs['above']:.2f}) for {steps} steps "
                            f"in a row; the last is {loss:.4g}", step)
-        if self.rising >= steps and loss > self.limit / self.kwargs["above"]:
-            raise Diverged(f"the training loss rose {steps} steps in a row, from {self.first_rise:.4g} to "
+        if self.rising >= self.kwargs["rising"] and loss > self.limit / self.kwargs["above"]:
+            raise Diverged(f"the training loss rose {self.rising} steps in a row, from {self.first_rise:.4g} to "
                            f"{loss:.4g}, above chance (ln(classes) = {self.limit / self.kwargs['above']:.2f})", step)
 
     def history(self) -> str:

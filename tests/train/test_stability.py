@@ -32,7 +32,7 @@ def batch(seed=0, n=16, spread=3.0):
 def test_defaults_are_the_papers_no_warmup_no_clipping_and_a_stopping_watchdog():
     spec = tiny().train
     assert spec.schedule.kwargs["warmup"] == 0 and spec.clip == 0.0
-    assert spec.watchdog == CallValue("stop", {"above": 2.0, "steps": 10})
+    assert spec.watchdog == CallValue("stop", {"above": 2.0, "steps": 3, "rising": 10})
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -104,8 +104,8 @@ def test_cpu_backend_clips_as_the_reference_does():
 
 
 # ---- the watchdog ------------------------------------------------------------------
-def watch(losses, steps=5):
-    dog = Watchdog(CallValue("stop", {"above": 2.0, "steps": steps}), classes=10)
+def watch(losses, steps=5, rising=5):
+    dog = Watchdog(CallValue("stop", {"above": 2.0, "steps": steps, "rising": rising}), classes=10)
     for step, loss in enumerate(losses, 1):
         dog.observe(loss, step)
 
@@ -127,7 +127,7 @@ def test_watchdog_stops_a_loss_that_rises_every_step():
 def test_watchdog_lets_a_noisy_falling_loss_through_and_can_be_turned_off():
     rng = np.random.default_rng(0)
     # starts at chance and falls, with noise: the default's 10 steps never see a symptom
-    watch(list(2.3 * np.exp(-np.arange(2000) / 500) + rng.normal(0, 0.1, 2000)), steps=10)
+    watch(list(2.3 * np.exp(-np.arange(2000) / 500) + rng.normal(0, 0.1, 2000)), steps=3, rising=10)
     off = Watchdog(CallValue("off", {}), classes=10)
     for step in range(50):
         off.observe(1e9 * (step + 1), step)
