@@ -67,7 +67,7 @@ class Watchdog:
         if self.high >= steps:
             raise Diverged(f"the training loss has been above {self.kwargs['above']:g} x ln(classes) = "
                            f"{self.limit:.2f} (chance is {self.limit / self.kwargs['above']:.2f}) for {steps} steps "
-                           f"in a row; the last is {loss:.4g}", step)
+                           f"in a row ({self.history()})", step)
         if self.rising >= self.kwargs["rising"] and loss > self.limit / self.kwargs["above"]:
             raise Diverged(f"the training loss rose {self.rising} steps in a row, from {self.first_rise:.4g} to "
                            f"{loss:.4g}, above chance (ln(classes) = {self.limit / self.kwargs['above']:.2f})", step)
