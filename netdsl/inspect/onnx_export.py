@@ -87,6 +87,14 @@ def _unary(op_type):
 def lrn(b: Builder, name, d, xs):
     a = d["args"]
     n, x = a["size"], xs[0]
+    if a.get("region") == "within":  # sum of squares over n x n pixels, zeros past the edges
+        channels = b.shapes[x][0]
+        ones = np.zeros((channels, 1, n, n), np.float32) + 1.0
+        squares = b.op("Mul", [x, x])
+        sums = b.op("Conv", [squares, b.constant(b.fresh("window"), ones)], kernel_shape=[n, n],
+                    pads=[n // 2] * 4, group=channels)
+        _normalise(b, name, x, sums, a)
+        return
     if n % 2:
         b.op("LRN", [x], name, size=n, alpha=a["alpha"] * n, beta=a["beta"], bias=a["k"])
         return
@@ -97,6 +105,11 @@ def lrn(b: Builder, name, d, xs):
         band[i, max(0, i - below):i + above + 1] = 1.0
     squares = b.op("Mul", [x, x])
     sums = b.op("Conv", [squares, b.constant(b.fresh("band"), band)], kernel_shape=[1, 1])
+    _normalise(b, name, x, sums, a)
+
+
+def _normalise(b: Builder, name, x, sums, a):
+    """x / (k + alpha * sums) ^ beta, netdsl's alpha (not divided by the window)."""
     scaled = b.op("Mul", [sums, b.constant(b.fresh("alpha"), np.float32(a["alpha"]))])
     base = b.op("Add", [scaled, b.constant(b.fresh("k"), np.float32(a["k"]))])
     power = b.op("Pow", [base, b.constant(b.fresh("beta"), np.float32(a["beta"]))])
@@ -105,6 +118,45 @@ def lrn(b: Builder, name, d, xs):
 
 def concat(b: Builder, name, d, xs):
     b.op("Concat", xs, name, axis=1)
+
+
+def add(b: Builder, name, d, xs):
+    b.op("Sum", xs, name)
+
+
+def leaky_relu(b: Builder, name, d, xs):
+    b.op("LeakyRelu", [xs[0]], name, alpha=float(d["args"]["slope"]))
+
+
+def elu(b: Builder, name, d, xs):
+    b.op("Elu", [xs[0]], name, alpha=float(d["args"]["alpha"]))
+
+
+def prelu(b: Builder, name, d, xs):
+    slope = b.params[f"{name}.weight"].astype(np.float32)
+    extra = len(b.shapes[xs[0]]) - 1  # one slope per channel, broadcast over the pixels
+    b.op("PRelu", [xs[0], b.constant(f"{name}.weight", slope.reshape(slope.shape + (1,) * extra))], name)
+
+
+def flatten(b: Builder, name, d, xs):
+    b.op("Flatten", [xs[0]], name, axis=1)
+
+
+def global_avgpool(b: Builder, name, d, xs):
+    b.op("GlobalAveragePool", [xs[0]], name)
+
+
+def batchnorm(b: Builder, name, d, xs):
+    """At test time: the running statistics (the checkpoint's, else their starting values)."""
+    from ..layers import REGISTRY
+    a, channels = d["args"], b.shapes[xs[0]][0]
+    layer = REGISTRY["batchnorm"]
+    state = {s: b.params.get(f"{name}.{s}", np.full(channels, layer.state_init(a, s), np.float32))
+             for s in ("running_mean", "running_var")}
+    scale = b.param(name, "weight") if a["affine"] else b.constant(b.fresh("one"), np.ones(channels, np.float32))
+    shift = b.param(name, "bias") if a["affine"] else b.constant(b.fresh("zero"), np.zeros(channels, np.float32))
+    b.op("BatchNormalization", [xs[0], scale, shift, b.constant(b.fresh("mean"), state["running_mean"]),
+                                b.constant(b.fresh("var"), state["running_var"])], name, epsilon=float(a["eps"]))
 
 
 MAPPERS = {
@@ -119,6 +171,14 @@ MAPPERS = {
     "dropout": _unary("Identity"),  # the identity at test time (scaled in training)
     "transfer": _unary("Identity"),
     "concat": concat,
+    "add": add,
+    "identity": _unary("Identity"),
+    "leaky_relu": leaky_relu,
+    "elu": elu,
+    "prelu": prelu,
+    "flatten": flatten,
+    "global_avgpool": global_avgpool,
+    "batchnorm": batchnorm,
 }
 SKIPPED = {"softmax_loss"}  # training only: the exported outputs are its scores and their softmax
 

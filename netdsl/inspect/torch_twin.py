@@ -23,15 +23,34 @@ def _ops():
         return dict(kernel_size=a["size"], stride=a.get("stride") or a["size"], padding=a["pad"],
                     ceil_mode=bool(a.get("ceil")))
 
+    def lrn(a, p, xs, train):
+        x = xs[0]
+        if a.get("region") == "within":  # the sum over size x size pixels, zeros past the edges
+            n = a["size"]
+            sums = F.avg_pool2d(x * x, n, stride=1, padding=n // 2, count_include_pad=True) * (n * n)
+            return x / (a["k"] + a["alpha"] * sums) ** a["beta"]
+        return F.local_response_norm(x, a["size"], alpha=a["alpha"] * a["size"], beta=a["beta"], k=a["k"])
+
+    def batchnorm(a, p, xs, train, state):
+        return F.batch_norm(xs[0], state["running_mean"], state["running_var"], p.get("weight"), p.get("bias"),
+                            training=train, momentum=a["momentum"], eps=a["eps"])
+
     return {
+        "add": lambda a, p, xs, train: sum(xs[1:], xs[0]),
+        "identity": lambda a, p, xs, train: xs[0],
+        "leaky_relu": lambda a, p, xs, train: F.leaky_relu(xs[0], a["slope"]),
+        "elu": lambda a, p, xs, train: F.elu(xs[0], a["alpha"]),
+        "prelu": lambda a, p, xs, train: F.prelu(xs[0], p["weight"]),
+        "flatten": lambda a, p, xs, train: xs[0].flatten(1),
+        "global_avgpool": lambda a, p, xs, train: F.adaptive_avg_pool2d(xs[0], 1),
+        "batchnorm": batchnorm,
         "conv": lambda a, p, xs, train: F.conv2d(xs[0], p["weight"], p.get("bias"), stride=a["stride"],
                                                  padding=a["pad"]),
         "fc": lambda a, p, xs, train: F.linear(xs[0].flatten(1), p["weight"], p.get("bias")),
         "relu": lambda a, p, xs, train: F.relu(xs[0]),
         "tanh": lambda a, p, xs, train: torch.tanh(xs[0]),
         "sigmoid": lambda a, p, xs, train: torch.sigmoid(xs[0]),
-        "lrn": lambda a, p, xs, train: F.local_response_norm(xs[0], a["size"], alpha=a["alpha"] * a["size"],
-                                                             beta=a["beta"], k=a["k"]),
+        "lrn": lrn,
         "maxpool": lambda a, p, xs, train: F.max_pool2d(xs[0], **pool_args(a)),
         "avgpool": lambda a, p, xs, train: F.avg_pool2d(xs[0], count_include_pad=False, **pool_args(a)),
         "dropout": lambda a, p, xs, train: F.dropout(xs[0], a["rate"], training=train),  # torch's own masks
@@ -60,6 +79,14 @@ class TorchTwin:
         self.label = next((n for n in g if g.nodes[n].get("label")), None)
         self.params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in params.items()}
         self.node_params = {n: {p: self.params[f"{n}.{p}"] for p in g.nodes[n].get("params", {})} for n in self.order}
+        self.node_state = {n: self._state(n) for n in self.order}  # running statistics, torch's own
+
+    def _state(self, node: str) -> dict:
+        from ..layers import REGISTRY
+        d = self.g.nodes[node]
+        layer = REGISTRY[d["kind"]]
+        shapes = layer.state_shapes(d["args"], [tuple(self.g.nodes[u]["shape"]) for u in self.inputs[node]])
+        return {s: self.torch.full(shape, float(layer.state_init(d["args"], s))) for s, shape in shapes.items()}
 
     def parameters(self):
         return list(self.params.values())
@@ -72,8 +99,9 @@ class TorchTwin:
             if node == self.loss and labels is None:
                 continue
             d = self.g.nodes[node]
+            state = (self.node_state[node],) if self.node_state[node] else ()
             values[node] = self.ops[d["kind"]](d["args"], self.node_params[node],
-                                               [values[u] for u in self.inputs[node]], train)
+                                               [values[u] for u in self.inputs[node]], train, *state)
             if timer is not None:
                 timer(node, values[node])
         return values[self.loss] if labels is not None else values[self.scores]
