@@ -28,7 +28,7 @@ class Init:
 @dataclass(frozen=True)
 class ArgSpec:
     name: str
-    type: str  # "int" | "float" | "bool" | "init" | "kind" | "str"
+    type: str  # "int" | "int_pair" | "float" | "bool" | "init" | "kind" | "str", or "a|b": either
     default: Any = REQUIRED
     check: Callable[[Any], str | None] | None = None  # returns a complaint or None
     doc: str = ""
@@ -44,6 +44,18 @@ def positive(value) -> str | None:
 
 def non_negative(value) -> str | None:
     return None if value >= 0 else "must be 0 or more"
+
+
+def pair(value) -> tuple[int, int]:
+    """An `int_pair` argument as (height, width): an int is square, a pair or list is as given."""
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def each(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    """A check of an `int_pair` argument: `check` on both numbers."""
+    def checked(value):
+        return next((c for c in map(check, pair(value)) if c), None)
+    return checked
 
 
 def probability(value) -> str | None:
