@@ -59,7 +59,17 @@ class ListVal:
     pos: Pos = field(compare=False)
 
 
-Value = Union[Num, Str, Name, AllRef, Call, ListVal]
+@dataclass(frozen=True)
+class BinOp:
+    """`left op right` on whole numbers (op one of + - * /), evaluated where the value is used."""
+
+    op: str
+    left: "Value"
+    right: "Value"
+    pos: Pos = field(compare=False)
+
+
+Value = Union[Num, Str, Name, AllRef, Call, ListVal, BinOp]
 
 
 # ------------------------------------------------------------ statements
@@ -103,9 +113,10 @@ class DefaultsDecl:
 
 @dataclass(frozen=True)
 class LayerCall:
-    kind: Name  # a layer kind, or a param whose value names one
+    kind: Name  # a layer kind, a block, or a param whose value names one
     args: tuple[Arg, ...]
     pos: Pos
+    repeat: Value | None = None  # `call * N`: N copies in a row
 
 
 @dataclass(frozen=True)
@@ -124,12 +135,29 @@ class TowerDecl:
 
 
 @dataclass(frozen=True)
+class BlockParam:
+    name: str
+    default: Value | None
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class BlockDecl:
+    """`block NAME(input, params) { statements }`: its output is the last statement's."""
+
+    name: str
+    params: tuple[BlockParam, ...]  # the first names the block's input tensor
+    body: tuple[LayerStmt, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class TrainDecl:
     settings: tuple[Setting, ...]
     pos: Pos
 
 
-Statement = Union[NetworkDecl, InputDecl, ParamDecl, DefaultsDecl, LayerStmt, TowerDecl, TrainDecl]
+Statement = Union[NetworkDecl, InputDecl, ParamDecl, DefaultsDecl, LayerStmt, TowerDecl, BlockDecl, TrainDecl]
 
 
 @dataclass(frozen=True)

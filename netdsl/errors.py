@@ -43,33 +43,47 @@ class NetDslError(Exception):
         self.message = message
         self.pos = pos
         self.hint = hint
+        # (message, position) pairs shown after the error: where a block holding
+        # the error's line was used, innermost use first.
+        self.notes: list[tuple[str, Pos]] = []
+
+    def note(self, message: str, pos: Pos) -> "NetDslError":
+        self.notes.append((message, pos))
+        return self
 
     def __str__(self) -> str:
         return format_error(self)
 
 
 def format_error(err: NetDslError) -> str:
-    """`file:line:col: error: message`, the source line, a caret run, the hint."""
-    lines = []
+    """`file:line:col: error: message`, the source line, a caret run, the hint,
+    then each note the same way (`file:line:col: note: ...`)."""
     prefix = f"{err.pos}: " if err.pos else ""
-    lines.append(f"{prefix}error: {err.message}")
-    text = _SOURCES.get(err.pos.file) if err.pos else None
-    if text is not None:
-        src_lines = text.splitlines()
-        if 1 <= err.pos.line <= len(src_lines):
-            src = src_lines[err.pos.line - 1].expandtabs(1)
-            col = max(err.pos.column, 1)
-            width = 1
-            if err.pos.end_line == err.pos.line and err.pos.end_column:
-                width = max(err.pos.end_column - col, 1)
-            width = min(width, max(len(src) - col + 1, 1))
-            src, col, width = _window(src, col, width)
-            gutter = f"{err.pos.line:>5} | "
-            lines.append(gutter + src)
-            lines.append(" " * (len(gutter) + col - 1) + "^" * width)
+    lines = [f"{prefix}error: {err.message}", *_quote(err.pos)]
     if err.hint:
         lines.append(f"hint: {err.hint}")
+    for message, pos in err.notes:
+        lines += [f"{pos}: note: {message}", *_quote(pos)]
     return "\n".join(lines)
+
+
+def _quote(pos: Pos | None) -> list[str]:
+    """The source line at `pos` and a caret run under it (nothing when the source is unknown)."""
+    text = _SOURCES.get(pos.file) if pos else None
+    if text is None:
+        return []
+    src_lines = text.splitlines()
+    if not 1 <= pos.line <= len(src_lines):
+        return []
+    src = src_lines[pos.line - 1].expandtabs(1)
+    col = max(pos.column, 1)
+    width = 1
+    if pos.end_line == pos.line and pos.end_column:
+        width = max(pos.end_column - col, 1)
+    width = min(width, max(len(src) - col + 1, 1))
+    src, col, width = _window(src, col, width)
+    gutter = f"{pos.line:>5} | "
+    return [gutter + src, " " * (len(gutter) + col - 1) + "^" * width]
 
 
 def _window(src: str, col: int, width: int) -> tuple[str, int, int]:

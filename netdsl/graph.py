@@ -12,16 +12,17 @@ import re
 
 import networkx as nx
 
-from . import ast
+from . import ast, blocks
 from .errors import NetDslError, Pos, did_you_mean
 from .layers import REGISTRY
 from .parse import parse_text
 from .train import spec as train_spec
 from .train.requirements import check_inputs
+from .values import coerce, substitute
 
 # The grammar's keywords. `x` (in `3 x 32 x 32`) lexes as a name wherever a
 # name is allowed, so defining one is refused here rather than by the parser.
-RESERVED = ("network", "input", "param", "defaults", "tower", "on", "all", "train", "classes", "x")
+RESERVED = ("network", "input", "param", "defaults", "tower", "block", "on", "all", "train", "classes", "x")
 
 DEVICE = re.compile(r"gpu\d+\Z")
 
@@ -37,8 +38,22 @@ class _Builder:
     def __init__(self, program: ast.Program):
         self.g = nx.DiGraph(file=program.file, network=None, params={}, defaults={}, tensors={})
         self.train: dict[str, ast.Setting] = {}
+        self.blocks: dict[str, ast.BlockDecl] = {}
         self.defined: dict[str, Pos] = {}
         self.order = 0
+
+    def gather(self, program: ast.Program) -> None:
+        """Params, blocks and train settings first: a block may be used above its
+        definition, and `--set` reaches a repetition count before it expands."""
+        for s in program.statements:
+            if isinstance(s, ast.ParamDecl):
+                self.g.graph["params"][s.name] = s.value
+            elif isinstance(s, ast.BlockDecl):
+                blocks.check_block(s, REGISTRY, RESERVED)
+                self.blocks.setdefault(s.name, s)
+            elif isinstance(s, ast.TrainDecl):
+                for setting in s.settings:
+                    self.train[setting.key] = setting
 
     def _define(self, name: str, pos: Pos, what: str) -> None:
         if name in RESERVED:
@@ -66,8 +81,9 @@ class _Builder:
                       device="host", pos=s.pos, stmt=s.name, tower=None)
             self.g.graph["tensors"][s.name] = {"nodes": {None: s.name}, "tower": None, "pos": s.pos, "order": self.order}
         elif isinstance(s, ast.ParamDecl):
-            self._define(s.name, s.pos, "param")
-            self.g.graph["params"][s.name] = s.value
+            self._define(s.name, s.pos, "param")  # its value was gathered first
+        elif isinstance(s, ast.BlockDecl):
+            self._define(s.name, s.pos, "block")
         elif isinstance(s, ast.DefaultsDecl):
             for kind in s.kinds:
                 if kind.name not in REGISTRY:
@@ -84,31 +100,80 @@ class _Builder:
                 self.layer_statement(inner, devices)
         elif isinstance(s, ast.LayerStmt):
             self.layer_statement(s, None)
-        elif isinstance(s, ast.TrainDecl):
-            for setting in s.settings:
-                self.train[setting.key] = setting
 
-    def layer_statement(self, s: ast.LayerStmt, tower: tuple[str, ...] | None) -> None:
-        self._define(s.name, s.pos, "layer")
+    def layer_statement(self, s: ast.LayerStmt, tower: tuple[str, ...] | None, prefix: str = "",
+                        scope: blocks.Scope | None = None, uses: tuple = (), placed: str | None = None) -> None:
+        """One statement's layers; inside a block use, `prefix` is the use's name and dot,
+        `scope` what the block's names mean there, `uses` the (block, position) chain."""
+        stmt = prefix + s.name
+        self._define(stmt, s.pos, "layer")
         if tower is not None and s.device is not None:
             raise NetDslError("a statement inside a tower cannot choose its own device", s.device.pos,
                               "the tower's `on` list places every statement; move this one out of the tower")
-        device = check_device(s.device) if s.device is not None else None
+        device = check_device(s.device) if s.device is not None else placed
+        links = self._links(s, scope)
         seen: dict[str, int] = {}
         previous = None
-        for call in s.chain:
-            word = call.kind.name
+        for word, call in links:
             seen[word] = seen.get(word, 0) + 1
-            if len(s.chain) == 1:
-                name = s.name
+            if len(links) == 1:
+                name = stmt
             else:
-                name = f"{s.name}.{word}" + (str(seen[word]) if seen[word] > 1 else "")
-            self._add(name, role="layer", call=call, head=previous is None, stmt=s.name, tower=tower,
-                      placed=device, pos=call.pos)
+                name = f"{stmt}.{word}" + (str(seen[word]) if seen[word] > 1 else "")
+            block = self._block_of(call)
+            if block is not None:
+                previous = self._use(block, call, name, previous, tower, device, uses)
+                continue
+            self._add(name, role="layer", call=call, head=previous is None, stmt=stmt, tower=tower,
+                      placed=device, pos=call.pos, uses=uses)
             if previous is not None:
                 self.g.add_edge(previous, name, slot=0)
             previous = name
-        self.g.graph["tensors"][s.name] = {"nodes": {None: previous}, "tower": tower, "pos": s.pos, "order": self.order}
+        self.g.graph["tensors"][stmt] = {"nodes": {None: previous}, "tower": tower, "pos": s.pos, "order": self.order}
+
+    def _links(self, s: ast.LayerStmt, scope) -> list[tuple[str, ast.LayerCall]]:
+        """(written kind, call) per layer or block use, `call * N` written out N times."""
+        links = []
+        for call in s.chain:
+            word = call.kind.name  # names follow the text, so `--set act=tanh` keeps them
+            if scope is not None:
+                call = blocks.rewrite_call(call, scope)
+            count = 1
+            if call.repeat is not None:
+                count = coerce("a repetition count (`* N`)", "int", call.repeat, self.g.graph["params"])
+                if count < 0:
+                    raise NetDslError(f"a repetition count must be 0 or more, not {count}",
+                                      substitute(call.repeat, self.g.graph["params"]).pos)
+            links += [(word, call)] * min(count, 1) + [(word, _chained(call, self.g.graph["params"]))] * (count - 1)
+        if not links:
+            raise NetDslError(f"`{s.name}` repeats its only call 0 times, so it has no layers", s.pos,
+                              "a statement needs at least one layer")
+        return links
+
+    def _block_of(self, call: ast.LayerCall) -> ast.BlockDecl | None:
+        value = substitute(call.kind, self.g.graph["params"])
+        return self.blocks.get(value.name) if isinstance(value, ast.Name) else None
+
+    def _use(self, block: ast.BlockDecl, call: ast.LayerCall, name: str, previous: str | None,
+             tower, device, uses) -> str:
+        """Expand one use of `block` named `name`; returns its output node."""
+        if any(b == block.name for b, _ in uses):
+            raise NetDslError(f"block `{block.name}` uses itself", call.pos,
+                              "a block cannot contain itself; write the repetition as `call * N` instead")
+        scope = blocks.bind(block, call, f"{name}.", previous is not None, self.g.graph["params"])
+        if previous is not None:
+            # The chain so far, under a name no user can write (it holds a dot).
+            source = f"{name}.{block.params[0].name}"
+            self.g.graph["tensors"][source] = {"nodes": {None: previous}, "tower": tower, "pos": call.pos,
+                                               "order": self.order}
+            scope.values[block.params[0].name] = ast.Name(source, call.pos)
+        inner = uses + ((block.name, call.pos),)
+        try:
+            for statement in block.body:
+                self.layer_statement(statement, tower, f"{name}.", scope, inner, device)
+        except NetDslError as err:
+            raise err.note(f"in block `{block.name}` used here", call.pos) from None
+        return self.g.graph["tensors"][f"{name}.{block.body[-1].name}"]["nodes"][None]
 
     def apply_overrides(self, overrides: dict[str, str]) -> None:
         params = self.g.graph["params"]
@@ -122,6 +187,15 @@ class _Builder:
                                   hint=f"names --set accepts here: {', '.join(known)}")
 
 
+def _chained(call: ast.LayerCall, params) -> ast.LayerCall:
+    """A repeated call after its first copy: it reads the copy before it, so the
+    tensors the call names (leading positional arguments) belong to the first only."""
+    args = list(call.args)
+    while args and args[0].key is None and blocks.is_tensor_ref(args[0].value, params):
+        args.pop(0)
+    return ast.LayerCall(call.kind, tuple(args), call.pos, call.repeat)
+
+
 def default_name(file: str) -> str:
     """The network's name when the file has no `network` statement: the file's name, made a
     plain word, since `compile` and `train` put it in a path (`...net` must not give `..`)."""
@@ -131,9 +205,10 @@ def default_name(file: str) -> str:
 
 def build(program: ast.Program, overrides: dict[str, str] | None = None) -> nx.DiGraph:
     b = _Builder(program)
+    b.gather(program)
+    b.apply_overrides(overrides or {})
     for statement in program.statements:
         b.statement(statement)
-    b.apply_overrides(overrides or {})
     if b.g.graph["network"] is None:
         b.g.graph["network"] = default_name(program.file)
     b.g.graph["train"] = train_spec.validate(b.train, b.g.graph["params"])

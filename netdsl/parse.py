@@ -90,6 +90,22 @@ class _ToAst(Transformer):
         return ast.Call(str(items[0]), tuple(items[1:]), self._p(items[0]))
 
     @v_args(meta=True)
+    def add(self, meta, items):
+        return ast.BinOp("+", items[0], items[1], _pos(self.file, meta))
+
+    @v_args(meta=True)
+    def sub(self, meta, items):
+        return ast.BinOp("-", items[0], items[1], _pos(self.file, meta))
+
+    @v_args(meta=True)
+    def mul(self, meta, items):
+        return ast.BinOp("*", items[0], items[1], _pos(self.file, meta))
+
+    @v_args(meta=True)
+    def div(self, meta, items):
+        return ast.BinOp("/", items[0], items[1], _pos(self.file, meta))
+
+    @v_args(meta=True)
     def list(self, meta, items):
         return ast.ListVal(tuple(items), _pos(self.file, meta))
 
@@ -107,7 +123,9 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def layer_call(self, meta, items):
         kind = items[0]
-        return ast.LayerCall(ast.Name(str(kind), self._p(kind)), tuple(items[1:]), _pos(self.file, meta))
+        args = tuple(i for i in items[1:] if isinstance(i, ast.Arg))
+        repeat = next((i for i in items[1:] if not isinstance(i, ast.Arg)), None)
+        return ast.LayerCall(ast.Name(str(kind), self._p(kind)), args, _pos(self.file, meta), repeat)
 
     def chain(self, items):
         return tuple(items)
@@ -141,6 +159,14 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def tower(self, meta, items):
         return ast.TowerDecl(items[0], tuple(items[1:]), _pos(self.file, meta))
+
+    def block_param(self, items):
+        return ast.BlockParam(str(items[0]), items[1] if len(items) > 1 else None, self._p(items[0]))
+
+    def block(self, items):
+        params = tuple(i for i in items[1:] if isinstance(i, ast.BlockParam))
+        body = tuple(i for i in items[1:] if isinstance(i, ast.LayerStmt))
+        return ast.BlockDecl(str(items[0]), params, body, self._p(items[0]))
 
     @v_args(meta=True)
     def train(self, meta, items):

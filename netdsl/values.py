@@ -22,6 +22,7 @@ INITIALISERS = ("gauss", "uniform", "constant")
 # Whole numbers (sizes, counts) stay below this: anything larger cannot be a
 # size that fits in memory, and beyond it arithmetic on shapes leaves int64.
 MAX_INT = 1 << 31
+MAX_ABS_INT = (1 << 63) - 1  # the parser's limit on a written whole number
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,42 @@ class CallValue:
 
 
 def substitute(value: ast.Value, params: dict[str, ast.Value], seen=()) -> ast.Value:
-    """Follow param names to their values (params may name other params)."""
+    """Follow param names to their values (params may name other params), and
+    evaluate arithmetic to a number at the expression's position."""
     while isinstance(value, ast.Name) and value.name in params:
         if value.name in seen:
             raise NetDslError(f"param `{value.name}` refers to itself", value.pos)
         seen = seen + (value.name,)
         value = params[value.name]
+    if isinstance(value, ast.BinOp):
+        return _arithmetic(value, params, seen)
     return value
+
+
+def _whole(value: ast.Value, params, seen, expr: ast.BinOp) -> int:
+    operand = substitute(value, params, seen)
+    if isinstance(operand, ast.Num) and (isinstance(operand.value, int) or float(operand.value).is_integer()):
+        return int(operand.value)
+    hint = _name_hint(operand, params) or "arithmetic (+ - * /) works on whole numbers and params that hold them"
+    raise NetDslError(f"`{show(expr)}`: arithmetic takes whole numbers, got `{show(operand)}`", operand.pos, hint)
+
+
+def _arithmetic(expr: ast.BinOp, params, seen) -> ast.Num:
+    left, right = _whole(expr.left, params, seen, expr), _whole(expr.right, params, seen, expr)
+    if expr.op == "/":
+        # Sizes and counts are whole: a division that leaves a remainder is a mistake, not a rounding.
+        if right == 0:
+            raise NetDslError(f"`{show(expr)}` divides by zero", expr.pos)
+        if left % right:
+            raise NetDslError(f"`{show(expr)}` is {left}/{right}, not a whole number", expr.pos,
+                              "`/` divides whole numbers exactly; change the operands so it does")
+        result = left // right
+    else:
+        result = left + right if expr.op == "+" else left - right if expr.op == "-" else left * right
+    if abs(result) > MAX_ABS_INT:
+        raise NetDslError(f"`{show(expr)}` is too large ({result:.3g})", expr.pos,
+                          "whole numbers go up to 2**63 - 1")
+    return ast.Num(result, expr.pos)
 
 
 def show(value: ast.Value) -> str:
@@ -57,6 +87,9 @@ def show(value: ast.Value) -> str:
         return f"all {value.name}"
     if isinstance(value, ast.Call):
         return f"{value.name}(...)"
+    if isinstance(value, ast.BinOp):
+        side = lambda v: f"({show(v)})" if isinstance(v, ast.BinOp) else show(v)  # noqa: E731
+        return f"{side(value.left)} {value.op} {side(value.right)}"
     return "[...]"
 
 

@@ -16,6 +16,7 @@ import math
 
 import networkx as nx
 
+from ..blocks import note_uses
 from ..errors import NetDslError
 from ..layers import REGISTRY
 from ..graph_ops import BYTES_PER_VALUE, topological
@@ -47,9 +48,10 @@ def place_devices(g: nx.DiGraph) -> nx.DiGraph:
             continue
         if not edge.get("marked"):
             stmt = g.nodes[u]["stmt"]
-            raise NetDslError(f"`{g.nodes[v]['stmt']}` on {dst} reads `{stmt}` on {src} without a cross-device link",
-                              g.nodes[v]["pos"], f"place it with `on {src}`, or move the data explicitly: "
-                              f"`{stmt}_{dst} = transfer({stmt}) on {dst}`")
+            raise note_uses(NetDslError(
+                f"`{g.nodes[v]['stmt']}` on {dst} reads `{stmt}` on {src} without a cross-device link",
+                g.nodes[v]["pos"], f"place it with `on {src}`, or move the data explicitly: "
+                f"`{stmt}_{dst} = transfer({stmt}) on {dst}`"), g.nodes[v].get("uses"))
         t = f"{u}->{dst}"
         if t not in g:
             g.add_node(t, role="layer", kind="transfer", args={}, stmt=g.nodes[v]["stmt"], tower=None, device=dst,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .. import ast
+from ..blocks import noted
 from ..errors import NetDslError, did_you_mean
 from ..layers import REGISTRY
 from ..values import coerce, substitute
@@ -118,7 +119,7 @@ def _concat(g: nx.DiGraph, consumer: str, sources: list[tuple[str, bool]], pos) 
         name = base.replace(".cat", f".cat{i}")
     g.add_node(name, role="layer", kind="concat", args={}, stmt=attrs["stmt"], tower=attrs.get("tower"),
                device=attrs.get("device"), placed=attrs.get("placed"), pos=pos, order=attrs["order"] - 0.001,
-               head=True)
+               head=True, uses=attrs.get("uses", ()))
     for slot, (src, marked) in enumerate(sources):
         g.add_edge(src, name, slot=slot, marked=marked)
     return name
@@ -129,31 +130,36 @@ def resolve_names(g: nx.DiGraph) -> nx.DiGraph:
     layers = sorted((n for n, d in g.nodes(data=True) if d["role"] == "layer" and "call" in d),
                     key=lambda n: g.nodes[n]["order"])
     for name in layers:
-        node = g.nodes[name]
-        call: ast.LayerCall = node.pop("call")
-        kind = _kind(call, params)
-        layer = REGISTRY[kind]
-        inputs: list[tuple[list[str], bool]] = [([u], False) for u in g.predecessors(name)]
-        args = list(call.args)
-        wanted = layer.n_inputs
-        while args and args[0].key is None and _is_tensor_ref(args[0].value, params) and \
-                (wanted is None or wanted == 1 or len(inputs) < wanted):
-            ref = args.pop(0).value
-            inputs.append((_lookup(g, ref, node), isinstance(ref, ast.AllRef)))
-        if not inputs:
-            raise NetDslError(f"{kind} needs an input", call.pos,
-                              f"name the tensor it reads first, as in {kind}(image, ...), or chain it: x -> {kind}")
-        positional = [a for a in args if a.key is None]
-        keyword = [a for a in args if a.key is not None]
-        if keyword and positional and args.index(positional[-1]) > args.index(keyword[0]):
-            raise NetDslError("a positional argument follows a keyword argument", positional[-1].pos)
-        node["kind"], node["args"] = kind, _arguments(layer, kind, positional, keyword, g, call)
-        sources = _gather(g, name, layer, inputs, call.pos)
-        for u in list(g.predecessors(name)):
-            g.remove_edge(u, name)
-        for slot, (src, marked) in enumerate(sources):
-            g.add_edge(src, name, slot=slot, marked=marked)
+        with noted(g.nodes[name]):
+            _resolve(g, name, params)
     return g
+
+
+def _resolve(g: nx.DiGraph, name: str, params) -> None:
+    node = g.nodes[name]
+    call: ast.LayerCall = node.pop("call")
+    kind = _kind(call, params)
+    layer = REGISTRY[kind]
+    inputs: list[tuple[list[str], bool]] = [([u], False) for u in g.predecessors(name)]
+    args = list(call.args)
+    wanted = layer.n_inputs
+    while args and args[0].key is None and _is_tensor_ref(args[0].value, params) and \
+            (wanted is None or wanted == 1 or len(inputs) < wanted):
+        ref = args.pop(0).value
+        inputs.append((_lookup(g, ref, node), isinstance(ref, ast.AllRef)))
+    if not inputs:
+        raise NetDslError(f"{kind} needs an input", call.pos,
+                          f"name the tensor it reads first, as in {kind}(image, ...), or chain it: x -> {kind}")
+    positional = [a for a in args if a.key is None]
+    keyword = [a for a in args if a.key is not None]
+    if keyword and positional and args.index(positional[-1]) > args.index(keyword[0]):
+        raise NetDslError("a positional argument follows a keyword argument", positional[-1].pos)
+    node["kind"], node["args"] = kind, _arguments(layer, kind, positional, keyword, g, call)
+    sources = _gather(g, name, layer, inputs, call.pos)
+    for u in list(g.predecessors(name)):
+        g.remove_edge(u, name)
+    for slot, (src, marked) in enumerate(sources):
+        g.add_edge(src, name, slot=slot, marked=marked)
 
 
 def _gather(g, name, layer, inputs, pos) -> list[tuple[str, bool]]:
