@@ -158,13 +158,15 @@ def resnet20(F, p, x, train):
         return F.batch_norm(h, mean, var, p[f"{name}.weight"], p[f"{name}.bias"], training=train, eps=1e-5)
 
     h = F.relu(bn("stem.batchnorm", conv("stem.conv", x)))
-    for stage, width in ((1, 16), (2, 32), (3, 64)):
-        for block in (1, 2, 3):
-            name = f"s{stage}b{block}"
-            stride = 2 if stage > 1 and block == 1 else 1
-            shortcut = bn(f"s{stage}p.batchnorm", conv(f"s{stage}p.conv", h, stride, 0)) if stride == 2 else h
-            branch = F.relu(bn(f"{name}.batchnorm", conv(f"{name}.conv", h, stride)))
-            branch = bn(f"{name}.batchnorm2", conv(f"{name}.conv2", branch))
+    # the example's block uses: s1.basic, s1.basic2, s1.basic3, then s2.down, s2.basic, s2.basic2, ...
+    for stage in (1, 2, 3):
+        uses = (["basic", "basic2", "basic3"] if stage == 1 else ["down", "basic", "basic2"])
+        for use in uses:
+            name = f"s{stage}.{use}"
+            stride = 2 if use == "down" else 1
+            shortcut = bn(f"{name}.proj.batchnorm", conv(f"{name}.proj.conv", h, stride, 0)) if stride == 2 else h
+            branch = F.relu(bn(f"{name}.c1.batchnorm", conv(f"{name}.c1.conv", h, stride)))
+            branch = bn(f"{name}.c2.batchnorm", conv(f"{name}.c2.conv", branch))
             h = F.relu(branch + shortcut)
     return F.linear(F.adaptive_avg_pool2d(h, 1).flatten(1), p["scores.weight"], p["scores.bias"])
 
