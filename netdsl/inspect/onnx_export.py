@@ -60,7 +60,10 @@ class Builder:
 def conv(b: Builder, name, d, xs):
     a = d["args"]
     inputs = [xs[0], b.param(name, "weight")] + ([b.param(name, "bias")] if f"{name}.bias" in b.params else [])
-    b.op("Conv", inputs, name, kernel_shape=[a["size"]] * 2, strides=[a["stride"]] * 2, pads=[a["pad"]] * 4)
+    from ..layers import REGISTRY
+    g = REGISTRY["conv"].geometry(a)  # pairs, and `pad=same` resolved to its border
+    b.op("Conv", inputs, name, kernel_shape=[g.kh, g.kw], strides=[g.sh, g.sw], pads=[g.ph, g.pw, g.ph, g.pw],
+         dilations=[g.dh, g.dw], group=g.groups)
 
 
 def fc(b: Builder, name, d, xs):

@@ -19,6 +19,9 @@ def _ops():
     import torch
     F = torch.nn.functional
 
+    def pair(value):  # an int, an [h, w] pair (a tuple for torch) or a word such as "same"
+        return tuple(value) if isinstance(value, (list, tuple)) else value
+
     def pool_args(a):
         return dict(kernel_size=a["size"], stride=a.get("stride") or a["size"], padding=a["pad"],
                     ceil_mode=bool(a.get("ceil")))
@@ -44,8 +47,9 @@ def _ops():
         "flatten": lambda a, p, xs, train: xs[0].flatten(1),
         "global_avgpool": lambda a, p, xs, train: F.adaptive_avg_pool2d(xs[0], 1),
         "batchnorm": batchnorm,
-        "conv": lambda a, p, xs, train: F.conv2d(xs[0], p["weight"], p.get("bias"), stride=a["stride"],
-                                                 padding=a["pad"]),
+        "conv": lambda a, p, xs, train: F.conv2d(xs[0], p["weight"], p.get("bias"), stride=pair(a["stride"]),
+                                                 padding=pair(a["pad"]), dilation=pair(a.get("dilation", 1)),
+                                                 groups=a.get("groups", 1)),
         "fc": lambda a, p, xs, train: F.linear(xs[0].flatten(1), p["weight"], p.get("bias")),
         "relu": lambda a, p, xs, train: F.relu(xs[0]),
         "tanh": lambda a, p, xs, train: torch.tanh(xs[0]),

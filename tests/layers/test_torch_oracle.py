@@ -19,6 +19,10 @@ from netdsl.layers import REGISTRY  # noqa: E402
 from netdsl.layers.base import Context  # noqa: E402
 
 
+def torch_arg(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
 def pool_stride(a):
     return a["stride"] or a["size"]  # no stride: windows side by side
 
@@ -52,7 +56,10 @@ ORACLE = {
     "batchnorm": lambda a, p, xs, ctx: F.batch_norm(xs[0], None, None, p.get("weight"), p.get("bias"),
                                                     training=ctx.train, eps=a["eps"]),
     "concat": lambda a, p, xs, ctx: torch.cat(xs, dim=1),
-    "conv": lambda a, p, xs, ctx: F.conv2d(xs[0], p["weight"], p["bias"], stride=a["stride"], padding=a["pad"]),
+    # torch takes ints, pairs and padding="same" as they are written in netdsl (lists as tuples)
+    "conv": lambda a, p, xs, ctx: F.conv2d(xs[0], p["weight"], p["bias"], stride=torch_arg(a["stride"]),
+                                           padding=torch_arg(a["pad"]), dilation=torch_arg(a["dilation"]),
+                                           groups=a["groups"]),
     "dropout": dropout,
     "elu": lambda a, p, xs, ctx: F.elu(xs[0], alpha=a["alpha"]),
     "fc": lambda a, p, xs, ctx: F.linear(xs[0].flatten(1), p["weight"], p["bias"]),
