@@ -16,7 +16,8 @@ EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob(
 TOKENS = ["conv", "fc", "relu", "all", "tower", "on", "gpu0", "gpu1", "(", ")", "{", "}", "[", "]", "->", "=", ",",
           ";", ":", "x", "1", "0", "-3", "2.5", "1e-4", "image", "label", "input", "param", "train", "defaults",
           "classes", "maxpool", "lrn", "dropout", "softmax_loss", "concat", "transfer", "\n", " ", "#", "network",
-          "size=", "stride=", "pad=", "true", "batch", "\"s\"", "@", "size=99"]
+          "size=", "stride=", "pad=", "true", "batch", "\"s\"", "@", "size=99", "block", "*", "/", "+", "-",
+          "block b(a, w) {", "b(8)", "2 * w"]
 
 
 def compiles_or_reports(text: str) -> None:

@@ -14,7 +14,7 @@ from netdsl.layers import REGISTRY
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HEAD = "input image : 3 x 32 x 32\ninput label : 10 classes\n"
 NAMES = ["a", "b", "c1", "p", "image", "label", "x", "all", "f", "act", "pool", "on", "gpu0"]
-KINDS = sorted(REGISTRY) + ["act", "convv", "5"]
+KINDS = sorted(REGISTRY) + ["act", "convv", "5", "blk", "blk", "w"]
 ARGS = sorted({a.name for layer in REGISTRY.values() for a in layer.args}) + ["strde"]
 TRAIN_KEYS = ["batch", "epochs", "seed", "optimizer", "schedule", "augment", "test", "batchsize"]
 CALLS = ["sgd", "step", "plateau", "constant", "random_crop", "hflip", "pca_lighting", "scale", "gauss", "uniform",
@@ -32,12 +32,16 @@ values = st.recursive(
                                                            "momentum", "std"]), inner)
         .map(lambda t: f"{t[0]}({t[1]}={t[2]})"),
         names.map(lambda n: f"all {n}"),
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/"]), inner).map(lambda t: f"{t[0]}{t[1]}{t[2]}"),
     ),
     max_leaves=6,
 )
 arg = st.one_of(values, st.tuples(st.sampled_from(ARGS), values).map(lambda t: f"{t[0]}={t[1]}"))
-layer_call = st.tuples(st.sampled_from(KINDS), st.lists(arg, max_size=4)).map(
-    lambda t: f"{t[0]}({', '.join(t[1])})" if t[1] else t[0])
+layer_call = st.tuples(st.sampled_from(KINDS), st.lists(arg, max_size=4),
+                       st.sampled_from(["", "", "", " * 2", " * 0", " * n", " * (1 + 1)", " * -1", " * w"])).map(
+    lambda t: (f"{t[0]}({', '.join(t[1])})" if t[1] else t[0]) + t[2])
+block_param = st.one_of(names, st.tuples(names, values).map(lambda t: f"{t[0]}={t[1]}"))
 layer_stmt = st.tuples(names, st.lists(layer_call, min_size=1, max_size=3), st.sampled_from(["", " on gpu1", " on tpu"])
                        ).map(lambda t: f"{t[0]} = {' -> '.join(t[1])}{t[2]}")
 statement = st.one_of(
@@ -50,9 +54,13 @@ statement = st.one_of(
     st.lists(st.tuples(st.sampled_from(TRAIN_KEYS), values), min_size=1, max_size=3)
     .map(lambda s: "train { " + "; ".join(f"{k} = {v}" for k, v in s) + " }"),
     names.map(lambda n: f"network {n}"),
+    st.tuples(st.sampled_from(["blk", "blk", "conv", "b2"]), st.lists(block_param, min_size=1, max_size=3),
+              st.lists(layer_stmt, max_size=3))
+    .map(lambda t: f"block {t[0]}({', '.join(t[1])}) {{ " + "; ".join(t[2]) + " }"),
 )
 TAIL = "f = fc(a, 10)\nloss = softmax_loss(f, label)\n"
-TOKENS = ["(", ")", "[", "]", "{", "}", "->", "=", ",", ";", "#", "\n", "all", "x", "on", "\ufeff", "$", '"', "1e99999"]
+TOKENS = ["(", ")", "[", "]", "{", "}", "->", "=", ",", ";", "#", "\n", "all", "x", "on", "\ufeff", "$", '"', "1e99999",
+          "*", "/", "+", "-", "block"]
 
 
 @st.composite
@@ -90,10 +98,17 @@ train_choice = st.tuples(
 @st.composite
 def plausible_net(draw) -> str:
     """Mostly valid networks, so the generated cases reach the shape and placement passes."""
-    lines = [HEAD, "param act = " + draw(st.sampled_from(["relu", "tanh", "sigmoid", "5", "conv"]))]
+    lines = [HEAD, "param act = " + draw(st.sampled_from(["relu", "tanh", "sigmoid", "5", "conv"])),
+             "param w = " + draw(st.sampled_from(["4", "6", "8", "0", "2 * 3", "7 / 2", "relu"]))]
     tower = draw(st.booleans())
     chain = " -> ".join(draw(st.lists(layer_choice, min_size=1, max_size=4)))
     first = f"a = conv(image, {draw(st.integers(1, 8))}, size={draw(st.integers(1, 5))}) -> {chain}"
+    if draw(st.booleans()):  # the same layers as a block, used once or several times
+        filters = draw(st.sampled_from(["w", "2 * w", "w / 2", "w + 1", "(w - 1) * 2", "w / 3", "3"]))
+        lines.append(f"block blk(i, w, k=3) {{ o = conv(i, {filters}, size=k, pad=(k - 1) / 2) -> {chain} }}")
+        use = draw(st.sampled_from(["blk(4)", "blk(w)", "blk(w, k=1)", "blk(4) * 2", "blk(w) * 0", "blk(k=5)",
+                                    "blk(4, 5, 6)", "blk(4, kk=1)"]))
+        first = f"a = conv(image, {draw(st.integers(1, 8))}, size={draw(st.integers(1, 5))}) -> {use}"
     lines.append("tower on gpu0, gpu1 { " + first + " }" if tower else first)
     reads = "all a" if tower else draw(st.sampled_from(["a", "a, a", "image", "a, image"]))
     lines.append(f"f = fc({reads}, {draw(st.sampled_from(['10', '10', '9', '0', '1e30']))})"
