@@ -194,6 +194,7 @@ def main() -> None:
                           f"rel. diff {abs(ours - theirs) / max(abs(theirs), 1e-12):.1e}", flush=True)
                 if step % args.eval_every == 0 or step == args.steps:
                     evals.append(evaluation(step, forward_only, twin, data, val_aug, args.batch))
+                    report(rows, evals, seconds, args, settings, final=False)  # a stopped run keeps its curves
                 if step == args.steps:
                     break
     if not evals or evals[-1]["step"] != step:
@@ -210,7 +211,7 @@ def evaluation(step, forward_only, twin, data, val_aug, batch) -> dict:
     return {"step": step, "netdsl": ours, "torch": theirs}
 
 
-def report(rows, evals, seconds, args, settings) -> None:
+def report(rows, evals, seconds, args, settings, final: bool = True) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -240,6 +241,8 @@ def report(rows, evals, seconds, args, settings) -> None:
               "seconds": seconds,
               "first_steps_max_rel_diff": max(abs(r["netdsl"] - r["torch"]) / abs(r["torch"]) for r in first)}
     (out / "learning.json").write_text(json.dumps(result, indent=1) + "\n")
+    if not final:
+        return
     final = evals[-1]
     print(f"\nfirst {len(first)} steps: largest relative loss difference {result['first_steps_max_rel_diff']:.1e}")
     print(f"final validation top-1 error: netdsl {final['netdsl']:.1%}, torch {final['torch']:.1%} "
