@@ -116,8 +116,9 @@ def compiler() -> str:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "netdsl" / "kernels"
+    """$NETDSL_CACHE/kernels (else the XDG cache), like every other netdsl cache."""
+    from ..paths import cache_dir as netdsl_cache
+    return netdsl_cache("kernels")
 
 
 @functools.cache

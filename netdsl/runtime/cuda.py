@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pycuda.driver as drv  # noqa: F401  (ImportError here means: no cuda backend)
 
+from ..paths import cache_dir
 from ..step import Copy, TensorRef
 from .planned import PlannedExecutor
 
@@ -65,7 +66,7 @@ class Executor(PlannedExecutor):
         modules = {}
         for name, place in self.places.items():
             with place:
-                modules[name] = SourceModule(source, no_extern_c=True)
+                modules[name] = SourceModule(source, no_extern_c=True, cache_dir=str(cache_dir("cubins")))
         return modules
 
     # ---- allocator -----------------------------------------------------------------------

@@ -112,7 +112,7 @@ def install(folder) -> None:
     driver.memcpy_htod, driver.memcpy_dtoh, driver.memcpy_dtod_async = _memcpy_htod, _memcpy_dtoh, _memcpy_dtod_async
 
     class SourceModule:
-        def __init__(self, source, no_extern_c=False):
+        def __init__(self, source, no_extern_c=False, cache_dir=None):
             self.emulator = Emulator(source, folder)
 
         def get_function(self, name):

@@ -21,11 +21,11 @@ void netdsl_test_scale(const float *restrict x, float *restrict y, int64_t n, fl
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    return tmp_path / "netdsl" / "kernels"
+    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path))
+    return tmp_path / "kernels"
 
 
-def test_build_caches_by_source_under_xdg_cache_home(cache):
+def test_build_caches_by_source_under_netdsl_cache(cache):
     path = cbuild.build(SOURCE)
     assert path.parent == cache and path.suffix == ".so"
     stamp = path.stat().st_mtime_ns
