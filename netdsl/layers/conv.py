@@ -4,7 +4,9 @@ Options beyond the paper's square kernels: `size`, `stride`, `pad` and
 `dilation` take an int (square) or a pair [height, width]; `pad=same` keeps
 the spatial size (stride 1 and an odd dilated kernel only, so the border is
 the same on every side: TensorFlow's uneven "same" for other strides would need
-separate top and bottom borders in every kernel); `groups=G` splits input
+separate top and bottom borders in every kernel); `bias=none` leaves the bias
+out (no parameter, no bias kernels: a conv that batch norm follows has its
+shift there, as torchvision's ResNets); `groups=G` splits input
 channels and filters into G groups, group g's filters reading only group g's
 channels, with weight shape (F, C/G, kh, kw) as PyTorch's. A tower's conv reads
 only its own tower's channels, so AlexNet's two-GPU groups also fall out of the
@@ -62,6 +64,22 @@ def col2im(cols: np.ndarray, x_shape, k, stride, pad, oh: int, ow: int, dilation
     return dxp[:, :, ph:ph + h, pw:pw + w]
 
 
+def _bias_check(value) -> str | None:
+    if isinstance(value, str) and value != "none":
+        return f"must be a number (the bias's starting value) or `none` (no bias), not `{value}`"
+    return None
+
+
+def has_bias(a) -> bool:
+    return a.get("bias", 0.0) != "none"
+
+
+# The shared weight arguments, with conv's `bias` also taking `none`.
+CONV_WEIGHT_ARGS = tuple(
+    ArgSpec("bias", "float|str", 0.0, _bias_check, doc="constant the bias starts at, or `none`: no bias")
+    if spec.name == "bias" else spec for spec in WEIGHT_ARGS)
+
+
 def _pad_check(value) -> str | None:
     if value == "same":
         return None
@@ -81,7 +99,7 @@ class Conv(WeightedLayer):
                 doc="zeros added on each side: p, [ph, pw], or `same` (output size = input size; stride 1)"),
         ArgSpec("dilation", "int_pair", 1, each(positive), doc="spacing of the kernel taps: d or [dh, dw]"),
         ArgSpec("groups", "int", 1, positive, doc="channel groups; channels and filters divide by it"),
-    ) + WEIGHT_ARGS
+    ) + CONV_WEIGHT_ARGS
     examples = (
         Example({"filters": 4, "size": 3, "stride": 2, "pad": 1}, [(3, 7, 6)], "stride with leftover"),
         Example({"filters": 5, "size": 5, "stride": 1, "pad": 0}, [(5, 9, 9)]),
@@ -98,6 +116,7 @@ class Conv(WeightedLayer):
                 "non-square dilation, pad larger than a kernel row"),
         Example({"filters": 4, "size": 3, "pad": "same", "dilation": [2, 1], "groups": 2}, [(2, 6, 5)],
                 "same padding, dilated, depthwise"),
+        Example({"filters": 3, "size": 3, "stride": 2, "pad": 1, "bias": "none"}, [(2, 6, 5)], "no bias"),
     )
 
     def geometry(self, a) -> SimpleNamespace:
@@ -139,7 +158,8 @@ class Conv(WeightedLayer):
 
     def param_shapes(self, a, in_shapes):
         g = self.geometry(a)
-        return {"weight": (a["filters"], in_shapes[0][0] // g.groups, g.kh, g.kw), "bias": (a["filters"],)}
+        weight = {"weight": (a["filters"], in_shapes[0][0] // g.groups, g.kh, g.kw)}
+        return weight | {"bias": (a["filters"],)} if has_bias(a) else weight
 
     def macs(self, a, in_shapes, out_shape):
         f, oh, ow = out_shape
@@ -164,7 +184,8 @@ class Conv(WeightedLayer):
         y = y.reshape(f, -1)
         # Bias in place on the fresh product, so the batch-first reorder below
         # is the only copy of the output.
-        y += params["bias"][:, None]
+        if "bias" in params:
+            y += params["bias"][:, None]
         y = y.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
         return np.ascontiguousarray(y), (x.shape, cols)
 
@@ -180,7 +201,7 @@ class Conv(WeightedLayer):
         dx = None
         if ctx is None or ctx.wants_input_grad(0):
             dx = col2im((w.transpose(0, 2, 1) @ by_group).reshape(cols.shape), x_shape, *lowering)
-        return [dx], {"weight": dw, "bias": dyr.sum(axis=1)}
+        return [dx], {"weight": dw} | ({"bias": dyr.sum(axis=1)} if "bias" in params else {})
 
 
 def _chw(shape, kind: str) -> tuple[int, int, int]:

@@ -34,6 +34,7 @@ CASES = [
     ("unknown device", "c1 = conv(image, 8, size=3) on tpu0\n", 3, 32, "unknown device `tpu0`"),
     ("used before definition", "a = fc(b, 3)\nb = fc(image, 3)\n", 3, 8, "used before its definition"),
     ("value out of range", "c1 = conv(image, 0, size=3)\n", 3, 18, "must be greater than 0"),
+    ("conv bias word", "c1 = conv(image, 8, size=3, bias=off)\n", 3, 34, "or `none` (no bias)"),
     ("bad dropout rate", "c1 = fc(image, 4) -> dropout(1.5)\n", 3, 30, "less than 1"),
     ("unknown optimiser", "c1 = fc(image, 10)\ntrain { optimizer = sgdd(lr=0.1) }\n", 4, 21, "unknown optimizer `sgdd`"),
     ("unknown train setting", "c1 = fc(image, 10)\ntrain { batchsize = 3 }\n", 4, 9, "unknown train setting"),

@@ -57,7 +57,7 @@ ORACLE = {
                                                     training=ctx.train, eps=a["eps"]),
     "concat": lambda a, p, xs, ctx: torch.cat(xs, dim=1),
     # torch takes ints, pairs and padding="same" as they are written in netdsl (lists as tuples)
-    "conv": lambda a, p, xs, ctx: F.conv2d(xs[0], p["weight"], p["bias"], stride=torch_arg(a["stride"]),
+    "conv": lambda a, p, xs, ctx: F.conv2d(xs[0], p["weight"], p.get("bias"), stride=torch_arg(a["stride"]),
                                            padding=torch_arg(a["pad"]), dilation=torch_arg(a["dilation"]),
                                            groups=a["groups"]),
     "dropout": dropout,
