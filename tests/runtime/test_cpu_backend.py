@@ -165,8 +165,10 @@ NETS = {"lenet.net": 1, "cifar.net": 3}  # batch 1 and an odd batch; AlexNet bel
 OVERRIDES = {"resnet20-cifar.net": {"optimizer.lr": "0.01"}}
 
 
-# ImageNet-sized nets are left out: AlexNet has its own tests below, resnet18.net its torch twin (test_resnet18.py).
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.net") if not p.name.startswith(("alexnet", "resnet18"))))
+# ImageNet-sized nets are left out: AlexNet has its own tests below, resnet18.net, vgg16.net and zfnet.net
+# their torch twins (test_resnet18.py, test_vgg16.py, test_zfnet.py).
+IMAGENET = ("alexnet", "resnet18", "vgg16", "zfnet")
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.net") if not p.name.startswith(IMAGENET)))
 def test_example_network_matches_the_reference(name):
     compare(*pair(netdsl.load(EXAMPLES / name, overrides=OVERRIDES.get(name)).graph, NETS.get(name, 2)))
 
