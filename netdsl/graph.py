@@ -175,16 +175,49 @@ class _Builder:
             raise err.note(f"in block `{block.name}` used here", call.pos) from None
         return self.g.graph["tensors"][f"{name}.{block.body[-1].name}"]["nodes"][None]
 
-    def apply_overrides(self, overrides: dict[str, str]) -> None:
-        params = self.g.graph["params"]
+    def apply_overrides(self, overrides: dict[str, str]) -> dict[str, ast.Value]:
+        """Params and train settings, before the statements (a param may be a `* N` count);
+        returns the rest, layer arguments, for `apply_layer_overrides` once the layers exist."""
+        params, rest = self.g.graph["params"], {}
         for key, text in overrides.items():
             value = parse_text(text, f"<--set {key}>", start="set_value")
             if key in params:
                 params[key] = value
             elif not train_spec.with_override(self.train, key, value):
-                known = sorted(params) + train_spec.settable(self.train)
-                raise NetDslError(f"--set: unknown name `{key}`{did_you_mean(key, known)}",
-                                  hint=f"names --set accepts here: {', '.join(known)}")
+                rest[key] = value
+        return rest
+
+    def apply_layer_overrides(self, overrides: dict[str, ast.Value]) -> None:
+        """`--set LAYER.ARG=value`, LAYER as `netdsl info` prints it less `@device` (every
+        tower copy follows), a block's layers by their full name (`layer1.basic.c1.conv`:
+        one use, not the block). The value wins over the call's own and `defaults`."""
+        layers = {n: d for n, d in self.g.nodes(data=True) if d["role"] == "layer"}
+        for key, value in overrides.items():
+            name, _, arg = key.rpartition(".")
+            if name in layers:
+                kind, names = self._arg_names(layers[name])
+                if names is not None and arg not in names:
+                    raise NetDslError(f"--set: {name} ({kind}) has no argument `{arg}`{did_you_mean(arg, names)}",
+                                      hint=f"{kind} takes: {', '.join(names) or 'no arguments'}")
+                layers[name].setdefault("overrides", {})[arg] = ast.Arg(arg, value, value.pos)
+                continue
+            inside = [f"{n}.{arg}" for n, d in layers.items()
+                      if d["stmt"] == name and arg in (self._arg_names(d)[1] or ())]
+            if inside:
+                raise NetDslError(f"--set: `{name}` is a statement of several layers, not one layer",
+                                  hint=f"name the layer: {', '.join(inside)}")
+            known = sorted(self.g.graph["params"]) + train_spec.settable(self.train)
+            every = known + [f"{n}.{a}" for n, d in layers.items() for a in self._arg_names(d)[1] or ()]
+            raise NetDslError(f"--set: unknown name `{key}`{did_you_mean(key, every)}",
+                              hint=f"names --set accepts here: {', '.join(known)}; and LAYER.ARGUMENT for "
+                                   f"these layers (as `netdsl info` names them, without @device): "
+                                   f"{', '.join(layers)}")
+
+    def _arg_names(self, node: dict) -> tuple[str, list[str] | None]:
+        """A layer node's kind and argument names (None: not a known kind, resolve_names says so)."""
+        kind = substitute(node["call"].kind, self.g.graph["params"])
+        layer = REGISTRY.get(kind.name) if isinstance(kind, ast.Name) else None
+        return (kind.name if layer else "?"), ([spec.name for spec in layer.args] if layer else None)
 
 
 def _chained(call: ast.LayerCall, params) -> ast.LayerCall:
@@ -206,9 +239,10 @@ def default_name(file: str) -> str:
 def build(program: ast.Program, overrides: dict[str, str] | None = None) -> nx.DiGraph:
     b = _Builder(program)
     b.gather(program)
-    b.apply_overrides(overrides or {})
+    layer_overrides = b.apply_overrides(overrides or {})
     for statement in program.statements:
         b.statement(statement)
+    b.apply_layer_overrides(layer_overrides)
     if b.g.graph["network"] is None:
         b.g.graph["network"] = default_name(program.file)
     b.g.graph["train"] = train_spec.validate(b.train, b.g.graph["params"])

@@ -68,7 +68,8 @@ def _lookup(g: nx.DiGraph, ref: ast.Value, node: dict) -> list[str]:
                       "(an explicit cross-GPU link)")
 
 
-def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Arg], g: nx.DiGraph, call) -> dict:
+def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Arg], g: nx.DiGraph, call,
+               overrides: dict[str, ast.Arg]) -> dict:
     params = g.graph["params"]
     given: dict[str, ast.Arg] = {}
     names = [s.name for s in layer.args]
@@ -88,7 +89,8 @@ def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Ar
     defaults = g.graph["defaults"].get(kind, {})
     values = {}
     for spec in layer.args:
-        source = given.get(spec.name) or defaults.get(spec.name)
+        # `--set LAYER.ARG` first, then the call's own, then `defaults`.
+        source = overrides.get(spec.name) or given.get(spec.name) or defaults.get(spec.name)
         if source is None:
             if spec.required:
                 raise NetDslError(f"missing required argument `{spec.name}` of {kind}", call.pos,
@@ -154,7 +156,8 @@ def _resolve(g: nx.DiGraph, name: str, params) -> None:
     keyword = [a for a in args if a.key is not None]
     if keyword and positional and args.index(positional[-1]) > args.index(keyword[0]):
         raise NetDslError("a positional argument follows a keyword argument", positional[-1].pos)
-    node["kind"], node["args"] = kind, _arguments(layer, kind, positional, keyword, g, call)
+    node["kind"], node["args"] = kind, _arguments(layer, kind, positional, keyword, g, call,
+                                              node.get("overrides", {}))
     sources = _gather(g, name, layer, inputs, call.pos)
     for u in list(g.predecessors(name)):
         g.remove_edge(u, name)
