@@ -1,5 +1,5 @@
 """Questions every pass and executor asks of the checked graph, answered in
-one place: node order, a node's inputs in slot order, the loss layer, the
+one place: node order, a node's inputs in slot order, the loss layers, the
 bytes a value takes."""
 from __future__ import annotations
 
@@ -22,13 +22,34 @@ def topological(g: nx.DiGraph) -> list[str]:
     return list(nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["order"]))
 
 
-def loss_node(g: nx.DiGraph) -> str:
-    losses = [n for n in g if g.nodes[n]["role"] == "layer" and "loss" in REGISTRY[g.nodes[n]["kind"]].traits]
-    if len(losses) != 1:
-        found = ", ".join(losses) or "none"
-        raise NetDslError(f"training needs exactly one loss layer, found {found}",
+def loss_weights(g: nx.DiGraph) -> dict[str, float]:
+    """Every loss layer and its weight in the total the backward differentiates.
+
+    Several losses (GoogLeNet's side classifiers) need one main loss, the one
+    written without `weight=`: its scores give the metrics and the prediction."""
+    losses = [n for n in topological(g)
+              if g.nodes[n]["role"] == "layer" and "loss" in REGISTRY[g.nodes[n]["kind"]].traits]
+    if not losses:
+        raise NetDslError("training needs a loss layer, found none",
                           hint="end the network with `loss = softmax_loss(scores, label)`")
-    return losses[0]
+    if len(losses) > 1:
+        main = [n for n in losses if g.nodes[n]["args"].get("weight") is None]
+        if len(main) != 1:
+            names = ", ".join(main or losses)
+            raise NetDslError(f"{len(losses)} losses need exactly one main loss, written without `weight=`; "
+                              f"{'these have none' if main else 'every one has one'}: {names}",
+                              g.nodes[(main or losses)[-1]].get("pos"),
+                              hint="weight the side losses: `softmax_loss(aux, label, weight=0.3)`")
+    weights = {n: g.nodes[n]["args"].get("weight") for n in losses}
+    return {n: 1.0 if w is None else w for n, w in weights.items()}
+
+
+def loss_node(g: nx.DiGraph) -> str:
+    """The main loss: the only one, or the one of several written without `weight=`."""
+    weights = loss_weights(g)
+    if len(weights) == 1:
+        return next(iter(weights))
+    return next(n for n in weights if g.nodes[n]["args"].get("weight") is None)
 
 
 def is_transfer(g: nx.DiGraph, node: str) -> bool:

@@ -11,6 +11,7 @@ is netdsl's for odd and even sizes alike."""
 from __future__ import annotations
 
 from ..errors import NetDslError
+from ..graph_ops import loss_weights
 from ..passes.build_backward import loss_node
 from ..passes.infer_shapes import ordered_inputs, topological
 
@@ -78,6 +79,7 @@ class TorchTwin:
                 raise NetDslError(f"`{node}`: layer kind {g.nodes[node]['kind']} has no PyTorch twin",
                                   hint="add one to netdsl/inspect/torch_twin.py")
         self.loss = loss_node(g)
+        self.losses = loss_weights(g)  # the value with labels: their weighted sum
         self.scores = ordered_inputs(g, self.loss)[0]
         self.image = next(n for n in topological(g) if g.nodes[n]["role"] == "input" and not g.nodes[n]["label"])
         self.label = next((n for n in g if g.nodes[n].get("label")), None)
@@ -100,7 +102,7 @@ class TorchTwin:
         if labels is not None:
             values[self.label] = labels
         for node in self.order:
-            if node == self.loss and labels is None:
+            if node in self.losses and labels is None:
                 continue
             d = self.g.nodes[node]
             state = (self.node_state[node],) if self.node_state[node] else ()
@@ -108,4 +110,6 @@ class TorchTwin:
                                                [values[u] for u in self.inputs[node]], train, *state)
             if timer is not None:
                 timer(node, values[node])
-        return values[self.loss] if labels is not None else values[self.scores]
+        if labels is None:
+            return values[self.scores]
+        return sum(values[n] * w for n, w in self.losses.items()) if len(self.losses) > 1 else values[self.loss]

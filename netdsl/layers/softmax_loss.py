@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Example, Layer, ShapeError
+from .base import ArgSpec, Example, Layer, ShapeError, positive
 
 
 def log_softmax(scores: np.ndarray) -> np.ndarray:
@@ -31,6 +31,9 @@ class SoftmaxLoss(Layer):
     doc = "softmax + cross-entropy against an integer `label` input; mean over the batch"
     n_inputs = 2
     traits = frozenset({"loss"})
+    # The layer's own value stays unweighted; the executors sum the losses times their weights.
+    args = (ArgSpec("weight", "float", None, positive,
+                    doc="its share of the total loss; unset: the main loss (weight 1), which gives the metrics"),)
     examples = (Example({}, [(7,), (7,)]), Example({}, [(3,), (3,)], "fewer than 5 classes"))
 
     def output_shape(self, a, in_shapes):

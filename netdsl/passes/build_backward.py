@@ -11,18 +11,18 @@ pass mirrors the forward one.
 
 Edges from a backward node to the next carry `slot`: which input of the
 consumer the gradient belongs to.
-Needs: placed devices; exactly one loss layer.
+Needs: placed devices; one loss layer, or several with one main (`loss_weights`).
 """
 from __future__ import annotations
 
 import networkx as nx
 
-from ..graph_ops import loss_node, topological
+from ..graph_ops import loss_node, loss_weights, topological  # noqa: F401 -- loss_node: re-exported
 
 
 def build_backward(g: nx.DiGraph) -> nx.DiGraph:
-    loss = loss_node(g)
-    needed = nx.ancestors(g, loss) | {loss}
+    losses = loss_weights(g)
+    needed = set(losses).union(*(nx.ancestors(g, loss) for loss in losses))
     forward = [n for n in topological(g) if g.nodes[n]["role"] == "layer" and n in needed]
     order = max(d["order"] for _, d in g.nodes(data=True)) + 1
     for layer in reversed(forward):

@@ -32,7 +32,7 @@ import networkx as nx
 
 from ..codegen import Kernel, KernelSource, render_layer
 from ..codegen.training import render_gradsum, render_update
-from ..graph_ops import is_transfer, loss_node, ordered_inputs, topological
+from ..graph_ops import is_transfer, loss_node, loss_weights, ordered_inputs, topological
 from ..step import Call, Copy, Plan, TensorInfo, TensorRef
 
 
@@ -52,6 +52,7 @@ class _Lowering:
         self.grad_checks: list[tuple[str, TensorRef, str]] = []
         self.input_home: dict[str, str] = {}
         self.loss = loss_node(g)
+        self.losses = loss_weights(g)  # each loss's seed (its output gradient) is its weight
 
     # ---- kernels, each body once ---------------------------------------------
     def _body(self, key: tuple, stem: str, render: Callable[[str], KernelSource]) -> KernelSource:
@@ -138,7 +139,7 @@ class _Lowering:
         params = [TensorRef(n, "param_grad", p) for n in order
                   if self.g.nodes[n]["role"] == "layer" for p in self.g.nodes[n].get("params", {})]
         scores = ordered_inputs(self.g, self.loss)[0]
-        host_reads = frozenset(values[n] for n in (scores, self.loss) if n in values)
+        host_reads = frozenset(values[n] for n in (scores, *self.losses) if n in values)
         devices = {info.device for info in tensors.values()}
         return Plan(
             network=self.g.graph["network"], target=self.target, batch=self.batch,
@@ -169,7 +170,7 @@ class _Lowering:
         d = self.g.nodes[back]
         layer = d["of"]
         inputs = ordered_inputs(self.g, layer)
-        dy = TensorRef(layer, "seed") if layer == self.loss else TensorRef(layer, "grad")
+        dy = TensorRef(layer, "seed") if layer in self.losses else TensorRef(layer, "grad")
         targets = [self._grad_target(u, back) for u in inputs]
         if is_transfer(self.g, layer):
             if targets[0] is None:
@@ -219,7 +220,8 @@ class _Lowering:
         found: dict[TensorRef, TensorInfo] = {}
 
         def add(ref, size, dtype, device):
-            info = found.setdefault(ref, TensorInfo(size, dtype, device, 1.0 if ref.role == "seed" else None))
+            fill = self.losses[ref.node] if ref.role == "seed" else None
+            info = found.setdefault(ref, TensorInfo(size, dtype, device, fill))
             if (info.size, info.dtype) != (size, dtype):
                 raise ValueError(f"{ref}: bound as {size} {dtype} and as {info.size} {info.dtype}")
 

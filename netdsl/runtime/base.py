@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import rng
 from ..layers import REGISTRY
-from ..graph_ops import loss_node
+from ..graph_ops import loss_node, loss_weights
 from ..graph_ops import ordered_inputs, topological
 from .optimizer import clip_scale, global_norm, sgd_update
 
@@ -64,7 +64,8 @@ class Executor:
         self.steps = 0  # completed updates; the dropout counter
         self.image_offset = 0  # first image of this batch in the global one (a data-parallel rank's shard)
         self.order = [n for n in topological(graph) if graph.nodes[n]["role"] in ("layer", "input")]
-        self.loss = loss_node(graph)
+        self.loss = loss_node(graph)  # the main loss: its scores give the metrics and the prediction
+        self.losses = loss_weights(graph)  # every loss and its weight in the `loss` value
         self.scores_node = ordered_inputs(graph, self.loss)[0]
         self.image_input = next(n for n in self.order if graph.nodes[n]["role"] == "input" and not graph.nodes[n]["label"])
         self.label_input = next((n for n in self.order if graph.nodes[n].get("label")), None)
@@ -125,6 +126,12 @@ class Executor:
         layer = REGISTRY[self.g.nodes[self.loss]["kind"]]
         loss, _ = layer.forward({}, {}, [scores, labels], None)
         return {"loss": float(loss), **layer.metrics(scores, labels)}
+
+    def total_loss(self, values: dict) -> np.ndarray:
+        """The losses times their weights: with one loss (weight 1), that loss's value itself."""
+        if len(self.losses) == 1:
+            return values[self.loss]
+        return np.asarray(sum(float(values[n]) * w for n, w in self.losses.items()), self.dtype)
 
     def save(self, path, **extra) -> None:
         """Weights, momentum, step counter and learning rate, written atomically."""

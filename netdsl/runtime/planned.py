@@ -65,9 +65,9 @@ class PlannedExecutor(base.Executor):
         prepared = [self.prepare(i, step, self.plan.sync.get(i)) for i, step in enumerate(steps)]
         self.launches = {phase: [prepared[i] for i in self.plan.phase_range(phase)]
                          for phase in ("forward", "backward", "update")}
-        # forward without labels (prediction) stops before the loss layer
+        # forward without labels (prediction) leaves out the loss layers
         self.inference = [launch for step, launch in zip(self.plan.forward, self.launches["forward"])
-                          if step.node != self.loss]
+                          if step.node not in self.losses]
         self.watched_weights = [(*_layer_and(name, "the {}"), TensorRef(layer, "param", pname))
                                 for name in self.params for layer, pname in [_split(name)]]
         self.watched_grads = [(*_layer_and(name, "the gradient of {}"), ref)
@@ -192,7 +192,7 @@ class PlannedExecutor(base.Executor):
         output (or, in backward, gradient) is not finite once its last writer has run."""
         self._load_inputs(images, labels)
         checks = {ref: (node, "the output") for node, ref in self.plan.values.items()
-                  if self.g.nodes[node]["role"] == "layer" and (labels is not None or node != self.loss)}
+                  if self.g.nodes[node]["role"] == "layer" and (labels is not None or node not in self.losses)}
         grads = {ref: (layer, what) for layer, ref, what in self.plan.grad_checks}
         phases = [("forward", checks)] + ([("backward", grads)] if phase == "backward" else [])
         self.set_cell(self.cells["step"], self.steps)
@@ -203,7 +203,7 @@ class PlannedExecutor(base.Executor):
             last_writer = {ref: i for i, step in enumerate(steps) for ref in step.writes if ref in wanted}
             done = {i: [r for r, j in last_writer.items() if j == i] for i in set(last_writer.values())}
             for i, (step, launch) in enumerate(zip(steps, self.launches[name])):
-                if name == "forward" and labels is None and step.node == self.loss:
+                if name == "forward" and labels is None and step.node in self.losses:
                     continue
                 self.run([launch])
                 for ref in done.get(i, ()):
@@ -236,10 +236,10 @@ class PlannedExecutor(base.Executor):
         values = {}
         if self.keep_values:
             values = {node: self._value(node).copy() for node in self.plan.values
-                      if node not in (self.loss, self.label_input)}
+                      if node not in self.losses and node != self.label_input}
         if with_loss:
             values[self.label_input] = labels
-            values[self.loss] = self.read(self.plan.values[self.loss]).reshape(()).copy()
+            values |= {n: self.read(self.plan.values[n]).reshape(()).copy() for n in self.losses}
         return self._value(self.scores_node)[:n].copy(), values, None
 
     def _gradients(self, images, labels, train, with_metrics=False):
@@ -247,7 +247,7 @@ class PlannedExecutor(base.Executor):
         self._run_backward(train)
         self._guard("backward", images, labels, train)
         grads = {name: self.read(ref).reshape(self.params[name].shape) for name, ref in self.plan.param_grads.items()}
-        loss = values[self.loss]
+        loss = self.total_loss(values)
         if not with_metrics:
             return loss, grads
         return loss, grads, REGISTRY[self.g.nodes[self.loss]["kind"]].metrics(scores, labels)

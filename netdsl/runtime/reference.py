@@ -38,7 +38,7 @@ class ReferenceExecutor(Executor):
             values[self.label_input] = labels
         for node in self.order:
             d = self.g.nodes[node]
-            if d["role"] != "layer" or (node == self.loss and labels is None):
+            if d["role"] != "layer" or (node in self.losses and labels is None):
                 continue
             layer = REGISTRY[d["kind"]]
             xs = [values[u] for u in self.inputs[node]]
@@ -60,7 +60,10 @@ class ReferenceExecutor(Executor):
             ld = self.g.nodes[layer_name]
             layer = REGISTRY[ld["kind"]]
             upstream = [u for u in self.g.predecessors(node) if u != layer_name]
-            dy = np.ones((), self.dtype) if layer_name == self.loss else out_grad.pop((upstream[0], layer_name))
+            if layer_name in self.losses:  # the total's gradient: each loss's weight
+                dy = np.asarray(self.losses[layer_name], self.dtype)
+            else:
+                dy = out_grad.pop((upstream[0], layer_name))
             ctx = self._context(layer_name, train)
             ctx.input_grads = tuple(self.g.nodes[u]["role"] == "layer" for u in self.inputs[layer_name])
             dxs, dparams = layer.backward(ld["args"], self._layer_params(layer_name), caches.pop(layer_name), dy, ctx)
@@ -71,7 +74,7 @@ class ReferenceExecutor(Executor):
                 if dx is not None and self.g.nodes[source]["role"] == "layer":
                     self._check(layer_name, dx, "the input gradient")
                     out_grad[(node, source)] = dx
-        loss = values[self.loss]
+        loss = self.total_loss(values)
         grads = {k: grads[k] for k in self.params}  # graph order
         if not with_metrics:
             return loss, grads
@@ -83,7 +86,7 @@ class ReferenceExecutor(Executor):
         graph's backward nodes. A one-hot `score_grad` gives a class score's gradient with
         respect to the pixels: the saliency map of Simonyan et al. (2013)."""
         images = self._images(images)
-        _, _, caches = self._forward(images, None, False)
+        _, values, caches = self._forward(images, None, False)
         out_grad, image_grad = {}, np.zeros_like(images)
         for node in self.backward_order:
             d = self.g.nodes[node]
@@ -94,6 +97,10 @@ class ReferenceExecutor(Executor):
             layer_name = d["of"]
             if layer_name == self.loss:  # start from the given score gradient, not the loss's
                 out_grad[(node, self.scores_node)] = np.asarray(score_grad, self.dtype)
+                continue
+            if layer_name in self.losses:  # a side loss adds nothing to the main scores' gradient
+                side = self.inputs[layer_name][0]
+                out_grad[(node, side)] = np.zeros_like(values[side])
                 continue
             ld = self.g.nodes[layer_name]
             upstream = [u for u in self.g.predecessors(node) if u != layer_name]

@@ -1,7 +1,7 @@
 """What training needs of a network, checked when the file is compiled so
 that `netdsl info` reports it with a position instead of `netdsl train`
-failing later without one: one image input, one loss reading scores and a
-label input, and written crops that fit the image input."""
+failing later without one: one image input, one main loss reading scores and
+a label input, and written crops that fit the image input."""
 from __future__ import annotations
 
 import networkx as nx
@@ -39,14 +39,22 @@ def check_inputs(g: nx.DiGraph, settings: dict[str, ast.Setting]) -> None:
 
 
 def check_loss(g: nx.DiGraph) -> None:
-    """Exactly one loss layer, after the forward passes resolved every kind."""
+    """One loss layer, or several with exactly one main one, after the forward passes resolved every kind."""
     losses = sorted((n for n, d in g.nodes(data=True) if d.get("role") == "layer"
                      and "loss" in REGISTRY[d["kind"]].traits), key=lambda n: g.nodes[n]["order"])
     if not losses:
         kinds = ", ".join(sorted(k for k, layer in REGISTRY.items() if "loss" in layer.traits))
         raise NetDslError("the network has no loss layer, so it cannot be trained or tested", Pos(g.graph["file"], 1, 1),
                           f"end it with a loss ({kinds}), e.g. `loss = softmax_loss(scores, label)`")
-    if len(losses) > 1:
-        first = g.nodes[losses[0]]["pos"]
-        raise NetDslError(f"a second loss layer `{losses[1]}`: a network is trained on one loss",
-                          g.nodes[losses[1]]["pos"], f"the first is `{losses[0]}` at line {first.line}")
+    # Several losses train on their weighted sum; one of them, written without `weight=`,
+    # is the main loss whose scores give the metrics and the prediction.
+    main = [n for n in losses if g.nodes[n]["args"].get("weight") is None]
+    if len(losses) > 1 and len(main) > 1:
+        first = g.nodes[main[0]]["pos"]
+        raise NetDslError(f"a second loss `{main[1]}` without a weight: which one is the main loss is ambiguous",
+                          g.nodes[main[1]]["pos"], f"`{main[0]}` at line {first.line} has none either; give the side "
+                          "losses a weight, e.g. `softmax_loss(aux, label, weight=0.3)`")
+    if len(losses) > 1 and not main:
+        raise NetDslError(f"every one of the {len(losses)} losses has a weight, so none is the main loss",
+                          g.nodes[losses[-1]]["pos"], "leave the weight out of the main one (its weight is 1); "
+                          "its scores give the reported errors and the prediction")
