@@ -103,8 +103,9 @@ _THUNK = ctypes.CFUNCTYPE(None)
 FLAT: set[str] = set()  # kernels without barriers or shuffles, run one thread at a time (see cuda_emulator)
 
 
-def install(folder) -> None:
-    """Put the stand-in where `import pycuda.driver` and `pycuda.compiler` look."""
+def install(folder, monkeypatch=None) -> None:
+    """Put the stand-in where `import pycuda.driver` and `pycuda.compiler` look; with a pytest
+    `monkeypatch`, only until the test ends (else the gpu tests that follow would find it)."""
     driver = types.ModuleType("pycuda.driver")
     driver.init = lambda: None
     driver.Device, driver.Context, driver.Stream, driver.Event = _Device, _Context, _Stream, _Event
@@ -122,4 +123,9 @@ def install(folder) -> None:
     compiler.SourceModule = SourceModule
     package = types.ModuleType("pycuda")
     package.driver, package.compiler = driver, compiler
-    sys.modules.update({"pycuda": package, "pycuda.driver": driver, "pycuda.compiler": compiler})
+    modules = {"pycuda": package, "pycuda.driver": driver, "pycuda.compiler": compiler}
+    for name, module in modules.items():
+        if monkeypatch is not None:
+            monkeypatch.setitem(sys.modules, name, module)
+        else:
+            sys.modules[name] = module

@@ -87,7 +87,7 @@ def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(built, tm
     import fake_pycuda
     for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    fake_pycuda.install(built)
+    fake_pycuda.install(built, monkeypatch)
     cuda = importlib.import_module("netdsl.runtime.cuda")
     try:
         net = netdsl.load(EXAMPLES / "lenet.net")
@@ -131,7 +131,7 @@ def test_two_gpus_through_the_cuda_backend_over_the_stand_in(built, tmp_path, mo
     from netdsl.compiler import compile_graph
     for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    fake_pycuda.install(built)
+    fake_pycuda.install(built, monkeypatch)
     cuda = importlib.import_module("netdsl.runtime.cuda")
     try:
         g = compile_graph(text=TWO_TOWERS, file="towers.net", training=True)
