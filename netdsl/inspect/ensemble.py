@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data.augment import center_crop
 from ..data.folder import decode_square
+from ..train.launch import decoder_reason
 from ..data.loader import BatchLoader
 from ..errors import NetDslError
 from ..layers.softmax_loss import top_k_error
@@ -117,7 +118,7 @@ def predict_ensemble(checkpoints: list[str], images: list[str], backend: str = "
             try:
                 pixels = decode_square(path, prepared)
             except Exception as exc:  # any decoder failure is a bad input file
-                raise NetDslError(f"cannot read image {path}: {exc}") from None
+                raise NetDslError(f"cannot read image {path}: {decoder_reason(exc)}") from None
             rows.append(log_probabilities(ex, center_crop(pixels[None], side, mean)
                                           * np.float32(input_scale(net)))[0])
         per_member.append(np.stack(rows))

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data.augment import center_crop
 from ..data.folder import decode_square
+from ..train.launch import decoder_reason
 from ..errors import NetDslError, did_you_mean
 from ..layers import REGISTRY
 from ..layers.base import Context
@@ -106,7 +107,7 @@ def neighbours(checkpoint: str, data_dir: str, images: list[str], layer: str | N
         try:
             queries.append(decode_square(path, prepared))
         except Exception as exc:  # any decoder failure is a bad input file
-            raise NetDslError(f"cannot read image {path}: {exc}") from None
+            raise NetDslError(f"cannot read image {path}: {decoder_reason(exc)}") from None
     queries = np.stack(queries)
     q = activations(g, params, center_crop(queries, side, data.mean) * scale, nodes).astype(np.float64)
     index, distance = nearest(features, q, min(k, len(train)))

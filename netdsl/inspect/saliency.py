@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data.augment import center_crop
 from ..data.folder import decode_square
+from ..train.launch import decoder_reason
 from ..errors import NetDslError
 from ..train.datasets import data_plan, input_scale, input_size
 from ..train.plots import pyplot
@@ -28,7 +29,7 @@ def read_crop(net, run_dir: Path, image: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         pixels = decode_square(image, prepared)
     except Exception as exc:  # any decoder failure is a bad input file
-        raise NetDslError(f"cannot read image {image}: {exc}") from None
+        raise NetDslError(f"cannot read image {image}: {decoder_reason(exc)}") from None
     mean_file = run_dir / "mean.npy"
     mean = np.load(mean_file) if mean_file.exists() else None
     top = (prepared - side) // 2

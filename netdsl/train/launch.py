@@ -163,7 +163,7 @@ def predict(checkpoint: str, images: list[str], backend: str, devices: list[int]
         try:
             decoded.append(decode_square(path, prepared_size))
         except Exception as exc:  # any decoder failure is a bad input file, reported per image
-            raise NetDslError(f"cannot read image {path}: {_decoder_reason(exc)}") from None
+            raise NetDslError(f"cannot read image {path}: {decoder_reason(exc)}") from None
     ex = net.executor(backend=backend, batch=1, devices=devices)
     ex.load(checkpoint)
     mean = _read_mean(Path(checkpoint).parent / "mean.npy", prepared_size)
@@ -193,7 +193,7 @@ def _read_mean(path: Path, size: int) -> np.ndarray | None:
     return mean.astype(np.float32)
 
 
-def _decoder_reason(exc: Exception) -> str:
+def decoder_reason(exc: Exception) -> str:
     """The codec's complaint without the in-memory buffer's repr Pillow puts in it."""
     text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc)).strip()
     if "cannot identify image file" in text or not text:

@@ -111,7 +111,7 @@ def test_missing_run_files_are_named(tmp_path, capsys, argv):
 
 
 def test_non_image_error_names_the_file_not_a_buffer(tmp_path):
-    text = launch._decoder_reason(OSError("cannot identify image file <_io.BytesIO object at 0x7f00deadbeef>"))
+    text = launch.decoder_reason(OSError("cannot identify image file <_io.BytesIO object at 0x7f00deadbeef>"))
     assert "BytesIO" not in text and "not an image" in text
 
 
