@@ -16,6 +16,7 @@ import pytest
 import netdsl
 from netdsl.codegen import nvcc
 from netdsl.compiler import compile_graph
+from netdsl.graph_ops import ordered_inputs
 from netdsl.layers import REGISTRY
 from netdsl.runtime import cbuild
 from netdsl.runtime.base import NonFiniteError
@@ -170,7 +171,31 @@ OVERRIDES = {"resnet20-cifar.net": {"optimizer.lr": "0.01"}}
 IMAGENET = ("alexnet", "resnet18", "vgg16", "zfnet")
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.net") if not p.name.startswith(IMAGENET)))
 def test_example_network_matches_the_reference(name):
-    compare(*pair(netdsl.load(EXAMPLES / name, overrides=OVERRIDES.get(name)).graph, NETS.get(name, 2)))
+    graph = netdsl.load(EXAMPLES / name, overrides=OVERRIDES.get(name)).graph
+    batch = NETS.get(name, 2)
+    compare(*pair(graph, batch, seed_without_relu_ties(graph, batch)))
+
+
+def seed_without_relu_ties(graph, batch: int, first: int = 5, tries: int = 10) -> int:
+    """Of ten weight seeds, the one whose ReLU inputs stay furthest from 0.
+
+    Batch norm makes ReLU inputs standard normal, so among a ResNet's 300,000
+    of them one can sit within a rounding of 0 (-1.07e-6 was found with seed
+    5): the backends then disagree on its sign, that element's whole gradient
+    flips, and batch norm's backward spreads the difference over its channel
+    (0.6% of a gradient). Such a seed tests nothing but the tie. The margin is
+    each layer's smallest |input| over its largest; without ReLUs, `first`."""
+    images, labels = data(graph, batch)
+    relus = [n for n in graph if graph.nodes[n].get("kind") == "relu" and graph.nodes[n]["role"] == "layer"]
+    if not relus:
+        return first
+
+    def margin(seed):
+        _, values, _ = ReferenceExecutor(graph, batch, seed)._forward(images, labels, True)
+        inputs = [values[u] for n in relus for u in ordered_inputs(graph, n) if u in values]
+        return min(float(np.abs(v).min() / max(np.abs(v).max(), 1e-30)) for v in inputs)
+
+    return max(range(first, first + tries), key=margin)
 
 
 ALEXNET_LR = {"optimizer.lr": "0.001"}  # batch 2 of noise: the paper's 0.01 overshoots
