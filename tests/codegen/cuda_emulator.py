@@ -1,8 +1,9 @@
 """Run generated CUDA on the CPU: a test double for machines without a GPU.
 
 The module's text is compiled unchanged as C++ with a header that maps CUDA's
-names onto host code: a launch runs a block at a time with one OS thread per
-CUDA thread, `__syncthreads` is a barrier, `__shared__` is static storage
+names onto host code: a launch runs a block at a time, its CUDA threads as
+coroutines on one OS thread, `__syncthreads` hands over to the next thread
+(so all reach it before any passes), `__shared__` is static storage
 (one block runs at a time) and a warp shuffle is an exchange through memory
 between two barriers. That is enough for the kernels netdsl generates, whose
 barriers and shuffles are reached by every thread of a block, and it checks
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,21 +26,51 @@ import numpy as np
 from netdsl.runtime.cbuild import bind
 
 HEADER = r"""
-#include <barrier>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <math.h>
-#include <thread>
+#include <ucontext.h>
 #include <vector>
 
 struct netdsl_dim3 { unsigned x, y, z; };
-static thread_local netdsl_dim3 threadIdx, blockIdx;
-static netdsl_dim3 blockDim, gridDim;
-static std::barrier<> *netdsl_block_barrier;
+static netdsl_dim3 threadIdx, blockIdx, blockDim, gridDim;
 static float netdsl_exchange[1024];
+
+/* A block's threads are coroutines on the calling OS thread: each runs until
+   it reaches __syncthreads, then hands over to the next; when the last one
+   arrives the first goes on, so every thread has passed the barrier's before
+   any passes it. A barrier costs a context switch, not an OS thread wake-up. */
+static bool netdsl_cooperative;  /* false: threads run one after another, barriers forbidden */
+static unsigned netdsl_threads, netdsl_current, netdsl_finished;
+static ucontext_t netdsl_host, netdsl_team[1024];
+static std::vector<char> netdsl_stacks;
+static void (*netdsl_body)(void **);
+static void **netdsl_arguments;
+static const size_t NETDSL_STACK = 64 * 1024;
+
+static inline netdsl_dim3 netdsl_index(unsigned t)
+{
+    return {t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)};
+}
+
+static void netdsl_switch(unsigned next)
+{
+    const unsigned previous = netdsl_current;
+    netdsl_current = next;
+    threadIdx = netdsl_index(next);
+    swapcontext(&netdsl_team[previous], &netdsl_team[next]);
+}
+
+static void netdsl_coroutine()
+{
+    netdsl_body(netdsl_arguments);
+    if (++netdsl_finished == netdsl_threads)
+        setcontext(&netdsl_host);
+    netdsl_switch((netdsl_current + 1) % netdsl_threads);
+}
 
 #define __global__
 #define __device__
@@ -53,11 +85,11 @@ static inline float4 make_float4(float x, float y, float z, float w) { return fl
 
 static inline void __syncthreads()
 {
-    if (netdsl_block_barrier == nullptr) {  /* a kernel declared barrier-free used one */
+    if (!netdsl_cooperative) {  /* a kernel declared barrier-free used one */
         fprintf(stderr, "emulator: __syncthreads in a kernel run one thread at a time\n");
         abort();
     }
-    netdsl_block_barrier->arrive_and_wait();
+    netdsl_switch((netdsl_current + 1) % netdsl_threads);
 }
 
 static inline float __shfl_xor_sync(unsigned, float v, int lane_mask)
@@ -70,49 +102,67 @@ static inline float __shfl_xor_sync(unsigned, float v, int lane_mask)
     return other;
 }
 
-/* Runs `thunk` as every thread of every block, blocks in order; each OS thread
-   walks the blocks itself and a barrier separates them, so __shared__ storage
-   is never used by two blocks at once. A kernel without barriers or shuffles
-   (`sequential`) runs its threads one after another on the calling thread:
-   the same work, without an OS thread per CUDA thread. */
-extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], void (*thunk)(void), int sequential)
+/* Runs `call(arguments)` (a kernel's wrapper, below) as every thread of every block, blocks in order, on the calling
+   thread. A kernel without barriers or shuffles (`sequential`) runs its threads
+   one after another; any other runs each block's threads as coroutines. */
+extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], void (*call)(void **), void **arguments,
+                              int sequential)
 {
     gridDim = {grid[0], grid[1], grid[2]};
     blockDim = {block[0], block[1], block[2]};
     const unsigned threads = block[0] * block[1] * block[2];
-    if (sequential) {
-        netdsl_block_barrier = nullptr;
-        for (unsigned z = 0; z < grid[2]; ++z)
-            for (unsigned y = 0; y < grid[1]; ++y)
-                for (unsigned x = 0; x < grid[0]; ++x)
+    netdsl_cooperative = !sequential;
+    netdsl_threads = threads;
+    netdsl_body = call;
+    netdsl_arguments = arguments;
+    if (netdsl_stacks.size() < threads * NETDSL_STACK)
+        netdsl_stacks.resize(threads * NETDSL_STACK);
+    for (unsigned z = 0; z < grid[2]; ++z)
+        for (unsigned y = 0; y < grid[1]; ++y)
+            for (unsigned x = 0; x < grid[0]; ++x) {
+                blockIdx = {x, y, z};
+                if (sequential) {
                     for (unsigned t = 0; t < threads; ++t) {
-                        blockIdx = {x, y, z};
-                        threadIdx = {t % block[0], (t / block[0]) % block[1], t / (block[0] * block[1])};
-                        thunk();
+                        threadIdx = netdsl_index(t);
+                        call(arguments);
                     }
-        return;
-    }
-    std::barrier<> barrier(threads);
-    netdsl_block_barrier = &barrier;
-    std::vector<std::thread> team;
-    for (unsigned t = 0; t < threads; ++t) {
-        team.emplace_back([=, &barrier] {
-            threadIdx = {t % block[0], (t / block[0]) % block[1], t / (block[0] * block[1])};
-            for (unsigned z = 0; z < grid[2]; ++z)
-                for (unsigned y = 0; y < grid[1]; ++y)
-                    for (unsigned x = 0; x < grid[0]; ++x) {
-                        blockIdx = {x, y, z};
-                        thunk();
-                        barrier.arrive_and_wait();
-                    }
-        });
-    }
-    for (auto &thread : team)
-        thread.join();
+                    continue;
+                }
+                for (unsigned t = 0; t < threads; ++t) {
+                    getcontext(&netdsl_team[t]);
+                    netdsl_team[t].uc_stack.ss_sp = netdsl_stacks.data() + t * NETDSL_STACK;
+                    netdsl_team[t].uc_stack.ss_size = NETDSL_STACK;
+                    netdsl_team[t].uc_link = nullptr;
+                    makecontext(&netdsl_team[t], netdsl_coroutine, 0);
+                }
+                netdsl_current = 0;
+                netdsl_finished = 0;
+                threadIdx = netdsl_index(0);
+                swapcontext(&netdsl_host, &netdsl_team[0]);
+            }
 }
 """
 
-THUNK = ctypes.CFUNCTYPE(None)
+SIGNATURE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)\s*\{')
+
+
+def wrappers(source: str) -> str:
+    """For each kernel `k(params)`, C `netdsl_call_k(void **a)` calling it with *a[i] as each
+    parameter: the coroutines then run C only (no Python frame may span a switch)."""
+    out = []
+    for name, params in SIGNATURE.findall(source):
+        parts = [p.strip() for p in params.split(",") if p.strip()]
+        types = [re.sub(r"\w+$", "", p).strip() for p in parts]
+        args = ", ".join(f"*({ty} *)a[{i}]" for i, ty in enumerate(types))
+        out.append(f'extern "C" void netdsl_call_{name}(void **a) {{ {name}({args}); }}')
+    return "\n".join(out) + "\n"
+
+
+def launch_raw(library, name: str, grid, block, values: list, sequential: bool) -> None:
+    """Run kernel `name` with `values` (ctypes objects, one per parameter)."""
+    call = getattr(library, f"netdsl_call_{name}")
+    arguments = (ctypes.c_void_p * max(len(values), 1))(*[ctypes.addressof(v) for v in values])
+    library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), call, arguments, int(sequential))
 
 
 class Emulator:
@@ -122,23 +172,22 @@ class Emulator:
         compiler = shutil.which("g++")
         if compiler is None:
             raise RuntimeError("no C++ compiler (g++) to emulate CUDA with")
-        digest = hashlib.sha256((HEADER + source).encode()).hexdigest()[:16]
+        digest = hashlib.sha256((HEADER + source + wrappers(source)).encode()).hexdigest()[:16]
         library = folder / f"emulated-{digest}.so"
         if not library.exists():
             (folder / "emulation.h").write_text(HEADER)
-            (folder / "kernels.cpp").write_text(source)
-            command = [compiler, "-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread",
+            (folder / "kernels.cpp").write_text(source + wrappers(source))
+            command = [compiler, "-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC",
                        "-include", str(folder / "emulation.h"), str(folder / "kernels.cpp"), "-o", str(library)]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-4000:]}")
         self.library = ctypes.CDLL(str(library))
-        self.library.netdsl_launch.argtypes = [ctypes.c_uint * 3, ctypes.c_uint * 3, THUNK, ctypes.c_int]
+        self.library.netdsl_launch.argtypes = [ctypes.c_uint * 3, ctypes.c_uint * 3, ctypes.c_void_p,
+                                               ctypes.c_void_p, ctypes.c_int]
 
     def launch(self, kernel, buffers: dict[str, np.ndarray], scalars: dict | None = None) -> None:
         function, values = bind(self.library, kernel, buffers, scalars)
-        thunk = THUNK(lambda: function(*values))
-        grid = (ctypes.c_uint * 3)(*kernel.launch.grid)
-        block = (ctypes.c_uint * 3)(*kernel.launch.block)
+        typed = [t(v) if not isinstance(v, ctypes._SimpleCData) else v for t, v in zip(function.argtypes, values)]
         # flat kernels (a thread per element, grid-stride) have no barriers or shuffles
-        self.library.netdsl_launch(grid, block, thunk, int(kernel.shape == "flat"))
+        launch_raw(self.library, kernel.name, kernel.launch.grid, kernel.launch.block, typed, kernel.shape == "flat")

@@ -15,7 +15,7 @@ import sys
 import types
 
 import numpy as np
-from cuda_emulator import Emulator
+from cuda_emulator import Emulator, launch_raw
 
 _CTYPES = {np.uintp: ctypes.c_void_p, np.float32: ctypes.c_float, np.int32: ctypes.c_int,
            np.int64: ctypes.c_int64, np.uint32: ctypes.c_uint32, np.uint64: ctypes.c_uint64}
@@ -91,15 +91,11 @@ class _Function:
     def __call__(self, *args, grid, block, stream=None):
         if not _Context.stack:
             raise RuntimeError("launch without a current context")
-        self.function.argtypes = [_CTYPES[type(a)] for a in args]
-        values = [int(a) if isinstance(a, np.uintp) else a for a in args]
-        thunk = _THUNK(lambda: self.function(*values))
+        values = [_CTYPES[type(a)](int(a) if isinstance(a, np.uintp) else a) for a in args]
         # PyCUDA's launch does not say whether a kernel has barriers; the test names those without
-        sequential = int(self.name in FLAT)
-        self.emulator.library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), thunk, sequential)
+        launch_raw(self.emulator.library, self.name, grid, block, values, self.name in FLAT)
 
 
-_THUNK = ctypes.CFUNCTYPE(None)
 FLAT: set[str] = set()  # kernels without barriers or shuffles, run one thread at a time (see cuda_emulator)
 
 
