@@ -43,7 +43,13 @@ def mutate(text: str, rng: random.Random) -> str:
     return text
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+# The fast loop mutates the paper's nets and the small ones; the larger new examples
+# (a few seconds each) run with the slow tests.
+LARGE = ("resnet18", "resnet20", "vgg16", "zfnet", "nin")
+
+
+@pytest.mark.parametrize("example", [pytest.param(e, marks=pytest.mark.slow) if e.name.startswith(LARGE) else e
+                                     for e in EXAMPLES], ids=lambda p: p.name)
 def test_mutated_examples(example):
     rng = random.Random(example.name)
     text = example.read_text()

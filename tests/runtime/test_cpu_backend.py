@@ -169,7 +169,12 @@ OVERRIDES = {"resnet20-cifar.net": {"optimizer.lr": "0.01"}}
 # ImageNet-sized nets are left out: AlexNet has its own tests below, resnet18.net, vgg16.net and zfnet.net
 # their torch twins (test_resnet18.py, test_vgg16.py, test_zfnet.py).
 IMAGENET = ("alexnet", "resnet18", "vgg16", "zfnet")
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.net") if not p.name.startswith(IMAGENET)))
+BATCH_NORM_NETS = ("resnet20", "nin")  # a few seconds each: with the slow tests
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith(BATCH_NORM_NETS) else n
+                                  for n in sorted(p.name for p in EXAMPLES.glob("*.net")
+                                                  if not p.name.startswith(IMAGENET))])
 def test_example_network_matches_the_reference(name):
     graph = netdsl.load(EXAMPLES / name, overrides=OVERRIDES.get(name)).graph
     batch = NETS.get(name, 2)

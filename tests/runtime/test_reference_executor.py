@@ -109,6 +109,7 @@ def test_save_and_load_resume_exactly(tmp_path):
         assert np.array_equal(a.params[k], b.params[k]) and np.array_equal(a.velocity[k], b.velocity[k])
 
 
+@pytest.mark.slow
 def test_params_are_in_file_order():
     ex = netdsl.load(EXAMPLES / "alexnet.net").executor(batch=1)
     names = list(ex.params)

@@ -62,6 +62,7 @@ def functional_twin(F, p, x):
     return F.linear(h, p["fc8.weight"], p["fc8.bias"])
 
 
+@pytest.mark.slow
 def test_zfnet_logits_and_gradients_match_the_twin(tmp_path):
     small = tmp_path / "zfnet-63.net"
     small.write_text(FILE.read_text().replace("3 x 224 x 224", "3 x 63 x 63").replace("random_crop(224", "random_crop(63"))
