@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 
-import netdsl
 from netdsl.compiler import compile_graph
 
 torch = pytest.importorskip("torch", reason="PyTorch (the `oracle` extra) is not installed")
-from test_torch_networks import EXAMPLES, rel_err, well_scaled_params  # noqa: E402
+from test_torch_networks import EXAMPLES  # noqa: E402
+from twin_checks import assert_matches_twin, small_executor  # noqa: E402
 
 FILE = EXAMPLES / "resnet18.net"
 WIDTHS = (64, 128, 256, 512)
@@ -97,19 +97,8 @@ def functional_twin(F, p, x, train):
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "test"])
 def test_resnet18_logits_and_gradients_match_the_twin(tmp_path, train):
-    small = tmp_path / "resnet18-64.net"
-    small.write_text(FILE.read_text().replace("3 x 224 x 224", "3 x 64 x 64").replace("random_crop(224", "random_crop(64"))
-    ex = netdsl.load(small).executor(backend="reference", batch=2, seed=0)
-    ex.set_params(well_scaled_params(ex))
+    """No conv bias to compare: the twin would fail on one."""
+    ex = small_executor(FILE, tmp_path, 64)
     images = np.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    labels = np.array([7, 991])
-    loss, grads = ex.gradients(images, labels, train=train)
-    F = torch.nn.functional
-    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in ex.params.items()}
-    t_loss = F.cross_entropy(functional_twin(F, p, torch.tensor(images, dtype=torch.float64), train),
-                             torch.tensor(labels))
-    t_loss.backward()
-    assert abs(float(loss) - t_loss.item()) < 1e-4 * abs(t_loss.item())
-    assert grads.keys() == p.keys()  # no conv bias to compare: the twin would fail on one
-    worst = max((rel_err(grads[k], p[k].grad.numpy()), k) for k in grads)
-    assert worst[0] < 1e-4, f"largest gradient mismatch: {worst[1]} ({worst[0]:.2e})"
+    assert_matches_twin(ex, lambda F, p, x: functional_twin(F, p, x, train), images, np.array([7, 991]),
+                        train=train, logits=False)

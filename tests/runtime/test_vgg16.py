@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 
-import netdsl
 from netdsl.compiler import compile_graph
 
 torch = pytest.importorskip("torch", reason="PyTorch (the `oracle` extra) is not installed")
 from test_resnet18 import torch_macs  # noqa: E402
-from test_torch_networks import EXAMPLES, rel_err, well_scaled_params  # noqa: E402
+from test_torch_networks import EXAMPLES  # noqa: E402
+from twin_checks import assert_matches_twin, small_executor  # noqa: E402
 
 FILE = EXAMPLES / "vgg16.net"
 STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # configuration D: (channels, convs)
@@ -59,20 +59,6 @@ def functional_twin(F, p, x):
 
 @pytest.mark.slow  # 138 million parameters drawn and compared: half a minute
 def test_vgg16_logits_and_gradients_match_the_twin(tmp_path):
-    small = tmp_path / "vgg16-32.net"
-    small.write_text(FILE.read_text().replace("3 x 224 x 224", "3 x 32 x 32").replace("random_crop(224", "random_crop(32"))
-    ex = netdsl.load(small).executor(backend="reference", batch=2, seed=0)
-    ex.set_params(well_scaled_params(ex))
+    ex = small_executor(FILE, tmp_path, 32)
     images = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    labels = np.array([5, 998])
-    loss, grads = ex.gradients(images, labels, train=False)
-    F = torch.nn.functional
-    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in ex.params.items()}
-    logits = functional_twin(F, p, torch.tensor(images, dtype=torch.float64))
-    t_loss = F.cross_entropy(logits, torch.tensor(labels))
-    t_loss.backward()
-    assert rel_err(ex.forward(images, train=False), logits.detach().numpy()) < 1e-4
-    assert abs(float(loss) - t_loss.item()) < 1e-4 * abs(t_loss.item())
-    assert grads.keys() == p.keys()
-    worst = max((rel_err(grads[k], p[k].grad.numpy()), k) for k in grads)
-    assert worst[0] < 1e-4, f"largest gradient mismatch: {worst[1]} ({worst[0]:.2e})"
+    assert_matches_twin(ex, functional_twin, images, np.array([5, 998]))

@@ -10,12 +10,12 @@ import math
 import numpy as np
 import pytest
 
-import netdsl
 from netdsl.compiler import compile_graph
 
 torch = pytest.importorskip("torch", reason="PyTorch (the `oracle` extra) is not installed")
 from test_resnet18 import torch_macs  # noqa: E402
-from test_torch_networks import EXAMPLES, lrn, rel_err, well_scaled_params  # noqa: E402
+from test_torch_networks import EXAMPLES, lrn  # noqa: E402
+from twin_checks import assert_matches_twin, small_executor  # noqa: E402
 
 FILE = EXAMPLES / "zfnet.net"
 
@@ -64,21 +64,7 @@ def functional_twin(F, p, x):
 
 @pytest.mark.slow
 def test_zfnet_logits_and_gradients_match_the_twin(tmp_path):
-    small = tmp_path / "zfnet-63.net"
-    small.write_text(FILE.read_text().replace("3 x 224 x 224", "3 x 63 x 63").replace("random_crop(224", "random_crop(63"))
-    ex = netdsl.load(small).executor(backend="reference", batch=2, seed=0)
+    ex = small_executor(FILE, tmp_path, 63)
     assert ex.g.nodes["conv1.maxpool"]["shape"] == (96, 15, 15)  # 30 -> 15: a partial last window
-    ex.set_params(well_scaled_params(ex))
     images = np.random.default_rng(4).standard_normal((2, 3, 63, 63)).astype(np.float32)
-    labels = np.array([1, 500])
-    loss, grads = ex.gradients(images, labels, train=False)
-    F = torch.nn.functional
-    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in ex.params.items()}
-    logits = functional_twin(F, p, torch.tensor(images, dtype=torch.float64))
-    t_loss = F.cross_entropy(logits, torch.tensor(labels))
-    t_loss.backward()
-    assert rel_err(ex.forward(images, train=False), logits.detach().numpy()) < 1e-4
-    assert abs(float(loss) - t_loss.item()) < 1e-4 * abs(t_loss.item())
-    assert grads.keys() == p.keys()
-    worst = max((rel_err(grads[k], p[k].grad.numpy()), k) for k in grads)
-    assert worst[0] < 1e-4, f"largest gradient mismatch: {worst[1]} ({worst[0]:.2e})"
+    assert_matches_twin(ex, functional_twin, images, np.array([1, 500]))
