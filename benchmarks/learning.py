@@ -45,6 +45,7 @@ from netdsl.compiler import Network, compile_graph  # noqa: E402
 from netdsl.data.loader import BatchLoader  # noqa: E402
 from netdsl.data.prepare import prepare  # noqa: E402
 from netdsl.data.synthetic import make_shapes  # noqa: E402
+from netdsl.graph_ops import layers  # noqa: E402
 from netdsl.layers.base import Context  # noqa: E402
 from netdsl.layers.dropout import keep_mask  # noqa: E402
 from netdsl.paths import cache_dir  # noqa: E402
@@ -105,8 +106,7 @@ class Twin:
         self.v = {k: torch.zeros_like(t) for k, t in self.p.items()}
         self.mult = ex.multipliers
         self.momentum, self.decay, self.clip, self.seed = ex.momentum, ex.weight_decay, ex.clip, ex.seed
-        self.dropouts = {n: graph.nodes[n]["args"] for n in graph if graph.nodes[n].get("kind") == "dropout"
-                         and graph.nodes[n]["role"] == "layer"}
+        self.dropouts = {n: graph.nodes[n].args for n in layers(graph) if graph.nodes[n].kind == "dropout"}
 
     def masks(self, step: int, n: int):
         out = {}

@@ -33,6 +33,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from netdsl.compiler import compile_graph  # noqa: E402
+from netdsl.graph_ops import image_input, label_input  # noqa: E402
 from netdsl.passes import plan_step  # noqa: E402
 from torch_models import MODELS, train_step_fn  # noqa: E402
 
@@ -72,8 +73,8 @@ def main() -> None:
 
     g = compile_graph(EXAMPLES / FILES[args.net], training=True)
     plan = plan_step(g, args.batch, "c", lambda device: "host")  # what the cpu backend allocates
-    image = next(d for _, d in g.nodes(data=True) if d["role"] == "input" and not d.get("label"))
-    classes = next(d for _, d in g.nodes(data=True) if d.get("label"))["shape"][0]
+    image = g.nodes[image_input(g)].shape
+    classes = g.nodes[label_input(g)].shape[0]
 
     print(f"{args.net}, batch {args.batch}: one training step (MiB; parameters + momentum apart)")
     print(f"{'':<22} {'arena':>13} {'sum of tensors':>15} {'live bound':>11} {'params+mom':>11}")
@@ -85,7 +86,7 @@ def main() -> None:
               f"{d['live_peak_bytes'] / MIB:>11,.1f} {d['persistent_bytes'] / MIB:>11,.1f}")
         for key in total:
             total[key] += d[key]
-    peak, persistent = torch_step_peak(args.net, args.batch, image["shape"], classes)
+    peak, persistent = torch_step_peak(args.net, args.batch, image, classes)
     print(f"{'PyTorch CPU, 1 device':<22} {peak / MIB:>13,.1f} {'':>15} {'':>11} {persistent / MIB:>11,.1f}")
     print(f"planned peak / PyTorch peak: {total['arena_bytes'] / peak:.2f}; "
           f"planned / sum of buffers: {total['arena_bytes'] / total['sum_bytes']:.2f}")

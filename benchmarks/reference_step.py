@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netdsl  # noqa: E402
+from netdsl.graph_ops import image_input, label_input  # noqa: E402
 from timing import median_seconds  # noqa: E402
 from torch_models import MODELS, train_step_fn  # noqa: E402
 
@@ -42,9 +43,8 @@ def main() -> None:
                 if i["user_api"] == "blas"]
         print(f"BLAS: {blas}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}; threads {args.threads}")
         net = netdsl.load(EXAMPLES / FILES[args.net])
-        shape = net.graph.nodes[next(n for n in net.graph if net.graph.nodes[n].get("role") == "input"
-                                     and not net.graph.nodes[n]["label"])]["shape"]
-        classes = net.graph.nodes[next(n for n in net.graph if net.graph.nodes[n].get("label"))]["shape"][0]
+        shape = net.graph.nodes[image_input(net.graph)].shape
+        classes = net.graph.nodes[label_input(net.graph)].shape[0]
         r = np.random.default_rng(0)
         x = r.standard_normal((args.batch,) + tuple(shape)).astype(np.float32)
         y = r.integers(0, classes, args.batch)

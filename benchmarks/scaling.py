@@ -55,8 +55,8 @@ def worker(args) -> None:
     world = World.from_environment()
     net = load_net(args.net)
     ex = attach(net.executor(backend="cpu", batch=world.local_batch(args.batch), seed=0), world)
-    shape = net.graph.nodes[ex.image_input]["shape"]
-    classes = net.graph.nodes[ex.label_input]["shape"][0]
+    shape = net.graph.nodes[ex.image_input].shape
+    classes = net.graph.nodes[ex.label_input].shape[0]
     data = np.random.default_rng(0)
     images = data.standard_normal((args.batch, *shape)).astype(np.float32)
     labels = data.integers(0, classes, args.batch)

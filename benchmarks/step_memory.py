@@ -29,8 +29,8 @@ def child(which: str, net: str, batch: int) -> None:
     if which == "netdsl":
         import netdsl
         ex = netdsl.load(EXAMPLES / FILES[net]).executor(backend="cpu", batch=batch)
-        shape = (batch,) + tuple(ex.g.nodes[ex.image_input]["shape"])
-        classes = ex.g.nodes[ex.label_input]["shape"][0]
+        shape = (batch,) + tuple(ex.g.nodes[ex.image_input].shape)
+        classes = ex.g.nodes[ex.label_input].shape[0]
         images = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         labels = np.random.default_rng(1).integers(0, classes, batch)
         for _ in range(2):

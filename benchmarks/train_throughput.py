@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netdsl  # noqa: E402
+from netdsl.graph_ops import image_input, label_input  # noqa: E402
 from netdsl.runtime.cpu import Executor  # noqa: E402
 from timing import median_seconds  # noqa: E402
 from torch_models import MODELS, train_step_fn  # noqa: E402
@@ -39,8 +40,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def batch_for(net, batch: int):
     g = net.graph
-    image = next(d["shape"] for _, d in g.nodes(data=True) if d["role"] == "input" and not d["label"])
-    classes = next(d["shape"][0] for _, d in g.nodes(data=True) if d["role"] == "input" and d["label"])
+    image = g.nodes[image_input(g)].shape
+    classes = g.nodes[label_input(g)].shape[0]
     gen = np.random.default_rng(0)
     return gen.standard_normal((batch,) + tuple(image)).astype(np.float32), gen.integers(0, classes, batch), classes
 

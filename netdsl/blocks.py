@@ -144,9 +144,9 @@ def note_uses(err: NetDslError, uses) -> NetDslError:
 
 
 @contextmanager
-def noted(node: dict):
+def noted(node):
     """Errors raised for `node` point at the uses of the blocks that made it, too."""
     try:
         yield
     except NetDslError as err:
-        raise note_uses(err, node.get("uses")) from None
+        raise note_uses(err, node.uses) from None

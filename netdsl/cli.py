@@ -40,8 +40,8 @@ def dump_text(g) -> str:
     for name in topological(g):
         d = g.nodes[name]
         inputs = [u for u, _ in sorted(g.in_edges(name), key=lambda e: g.edges[e].get("slot") or 0)]
-        shape = "x".join(map(str, d["shape"])) if "shape" in d else "?"
-        lines.append(f"{name:<28} {d.get('kind', '?'):<12} {d.get('device') or '-':<6} {shape:<12} <- {', '.join(inputs)}")
+        shape = "x".join(map(str, d.shape)) if d.shape is not None else "?"
+        lines.append(f"{name:<28} {d.kind or '?':<12} {d.device or '-':<6} {shape:<12} <- {', '.join(inputs)}")
     return "\n".join(lines)
 
 
@@ -105,7 +105,7 @@ def _write_plan(g, out: Path, targets: list[str], batch: int, after=None) -> lis
         (out / f"plan{suffix}.json").write_text(json.dumps(plan_json(plan), indent=1))
         (out / f"memory{suffix}.json").write_text(json.dumps(memory_json(plan), indent=1))
         written += [KERNEL_FILES[target], f"plan{suffix}.json", f"memory{suffix}.json"]
-        layers = sum(1 for _, d in g.nodes(data=True) if d["role"] == "layer")
+        layers = sum(1 for _, d in g.nodes(data=True) if d.is_layer)
         print(f"{target}: {plan.kernel_count} kernels from {len(plan.modules)} distinct bodies for "
               f"{layers} layers in {KERNEL_FILES[target]}; {len(plan.steps)} steps")
         print(memory_table(plan, where))
@@ -144,7 +144,7 @@ def cmd_compile(args) -> int:
     g = compile_graph(args.file, overrides=parse_sets(args.set), after=after, training=training)
     out = Path(args.output or Path("out") / g.graph["network"])
     out.mkdir(parents=True, exist_ok=True)
-    forward = g.subgraph(n for n, d in g.nodes(data=True) if d["role"] in ("input", "layer"))
+    forward = g.subgraph(n for n, d in g.nodes(data=True) if d.role.forward)
     (out / "graph.json").write_text(graph_json(forward))
     (out / "graph.dot").write_text(graph_dot(forward))
     written = ["graph.json", "graph.dot"]

@@ -27,12 +27,12 @@ def graph_json(g: nx.DiGraph) -> str:
     for name in topological(g):
         d = g.nodes[name]
         nodes.append({
-            "name": name, "role": d["role"], "kind": d["kind"], "device": d["device"], "shape": list(d["shape"]),
+            "name": name, "role": d.role.value, "kind": d.kind, "device": d.device, "shape": list(d.shape),
             "inputs": ordered_inputs(g, name),
-            "args": {k: _plain(v) for k, v in d.get("args", {}).items()},
-            "params": {k: list(v) for k, v in d.get("params", {}).items()},
-            "macs": d.get("macs", 0), "source": str(d["pos"]) if d.get("pos") else None,
-            **({"bytes": d["bytes"], "from": d["source_device"]} if "source_device" in d else {}),
+            "args": {k: _plain(v) for k, v in d.args.items()},
+            "params": {k: list(v) for k, v in d.params.items()},
+            "macs": d.macs, "source": str(d.pos) if d.pos else None,
+            **({"bytes": d.bytes, "from": d.source_device} if d.source_device is not None else {}),
         })
     train = {k: _plain(v) if not isinstance(v, tuple) else [str(x) for x in v]
              for k, v in vars(g.graph["train"]).items()} if "train" in g.graph else {}
@@ -49,21 +49,21 @@ def graph_dot(g: nx.DiGraph) -> str:
              '  node [shape=box, style="rounded,filled", fillcolor="#f4f4f4", fontname="Helvetica", fontsize=10];']
     by_device = defaultdict(list)
     for name in topological(g):
-        by_device[g.nodes[name]["device"]].append(name)
+        by_device[g.nodes[name].device].append(name)
     for index, (device, names) in enumerate(by_device.items()):
         lines.append(f"  subgraph cluster_{index} {{")
         lines.append(f"    label={_quote(device)}; style=dashed; color=gray;")
         for name in names:
             d = g.nodes[name]
-            params = sum(math.prod(s) for s in d.get("params", {}).values())
-            label = f"{name}\\n{d['kind']}  {shape_text(d['shape'])}" + (f"\\n{params:,} params" if params else "")
-            extra = ', fillcolor="#ffe0e0"' if "source_device" in d else ""
+            params = sum(math.prod(s) for s in d.params.values())
+            label = f"{name}\\n{d.kind}  {shape_text(d.shape)}" + (f"\\n{params:,} params" if params else "")
+            extra = ', fillcolor="#ffe0e0"' if d.source_device is not None else ""
             lines.append(f"    {_quote(name)} [label={_quote(label)}{extra}];")
         lines.append("  }")
     for u, v in g.edges():
         du, dv = g.nodes[u], g.nodes[v]
-        if "source_device" in dv and du["device"] != dv["device"]:
-            label = _quote(f"{dv['bytes']:,} B/img")
+        if dv.source_device is not None and du.device != dv.device:
+            label = _quote(f"{dv.bytes:,} B/img")
             lines.append(f"  {_quote(u)} -> {_quote(v)} [color=red, penwidth=2, label={label}];")
         else:
             lines.append(f"  {_quote(u)} -> {_quote(v)};")

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 
-import networkx as nx
-
 from . import ast, blocks
 from .errors import NetDslError, Pos, did_you_mean
 from .layers import REGISTRY
+from .nodes import NetGraph, Node, Order, Phase, Role
 from .parse import parse_text
 from .train import spec as train_spec
 from .train.requirements import check_inputs
@@ -36,7 +35,7 @@ def check_device(name: ast.Name) -> str:
 
 class _Builder:
     def __init__(self, program: ast.Program):
-        self.g = nx.DiGraph(file=program.file, network=None, params={}, defaults={}, tensors={})
+        self.g = NetGraph(file=program.file, network=None, params={}, defaults={}, tensors={})
         self.train: dict[str, ast.Setting] = {}
         self.blocks: dict[str, ast.BlockDecl] = {}
         self.defined: dict[str, Pos] = {}
@@ -66,7 +65,7 @@ class _Builder:
         self.defined[name] = pos
 
     def _add(self, name: str, **attrs) -> None:
-        self.g.add_node(name, order=self.order, **attrs)
+        self.g.add_node(name, order=Order(Phase.FORWARD, self.order), **attrs)
         self.order += 1
 
     def statement(self, s) -> None:
@@ -77,7 +76,7 @@ class _Builder:
         elif isinstance(s, ast.InputDecl):
             self._define(s.name, s.pos, "input")
             shape = s.shape if s.shape is not None else (s.classes,)
-            self._add(s.name, role="input", kind="input", label=s.classes is not None, shape=shape,
+            self._add(s.name, role=Role.INPUT, kind="input", label=s.classes is not None, shape=shape,
                       device="host", pos=s.pos, stmt=s.name, tower=None)
             self.g.graph["tensors"][s.name] = {"nodes": {None: s.name}, "tower": None, "pos": s.pos, "order": self.order}
         elif isinstance(s, ast.ParamDecl):
@@ -124,7 +123,7 @@ class _Builder:
             if block is not None:
                 previous = self._use(block, call, name, previous, tower, device, uses)
                 continue
-            self._add(name, role="layer", call=call, head=previous is None, stmt=stmt, tower=tower,
+            self._add(name, role=Role.LAYER, call=call, head=previous is None, stmt=stmt, tower=tower,
                       placed=device, pos=call.pos, uses=uses)
             if previous is not None:
                 self.g.add_edge(previous, name, slot=0)
@@ -191,7 +190,7 @@ class _Builder:
         """`--set LAYER.ARG=value`, LAYER as `netdsl info` prints it less `@device` (every
         tower copy follows), a block's layers by their full name (`layer1.basic.c1.conv`:
         one use, not the block). The value wins over the call's own and `defaults`."""
-        layers = {n: d for n, d in self.g.nodes(data=True) if d["role"] == "layer"}
+        layers = {n: d for n, d in self.g.nodes(data=True) if d.is_layer}
         for key, value in overrides.items():
             name, _, arg = key.rpartition(".")
             if name in layers:
@@ -199,10 +198,10 @@ class _Builder:
                 if names is not None and arg not in names:
                     raise NetDslError(f"--set: {name} ({kind}) has no argument `{arg}`{did_you_mean(arg, names)}",
                                       hint=f"{kind} takes: {', '.join(names) or 'no arguments'}")
-                layers[name].setdefault("overrides", {})[arg] = ast.Arg(arg, value, value.pos)
+                layers[name].overrides[arg] = ast.Arg(arg, value, value.pos)
                 continue
             inside = [f"{n}.{arg}" for n, d in layers.items()
-                      if d["stmt"] == name and arg in (self._arg_names(d)[1] or ())]
+                      if d.stmt == name and arg in (self._arg_names(d)[1] or ())]
             if inside:
                 raise NetDslError(f"--set: `{name}` is a statement of several layers, not one layer",
                                   hint=f"name the layer: {', '.join(inside)}")
@@ -213,9 +212,9 @@ class _Builder:
                                    f"these layers (as `netdsl info` names them, without @device): "
                                    f"{', '.join(layers)}")
 
-    def _arg_names(self, node: dict) -> tuple[str, list[str] | None]:
+    def _arg_names(self, node: Node) -> tuple[str, list[str] | None]:
         """A layer node's kind and argument names (None: not a known kind, resolve_names says so)."""
-        kind = substitute(node["call"].kind, self.g.graph["params"])
+        kind = substitute(node.call.kind, self.g.graph["params"])
         layer = REGISTRY.get(kind.name) if isinstance(kind, ast.Name) else None
         return (kind.name if layer else "?"), ([spec.name for spec in layer.args] if layer else None)
 
@@ -236,7 +235,7 @@ def default_name(file: str) -> str:
     return stem if re.search(r"[A-Za-z0-9]", stem) else "network"
 
 
-def build(program: ast.Program, overrides: dict[str, str] | None = None) -> nx.DiGraph:
+def build(program: ast.Program, overrides: dict[str, str] | None = None) -> NetGraph:
     b = _Builder(program)
     b.gather(program)
     layer_overrides = b.apply_overrides(overrides or {})
@@ -247,7 +246,7 @@ def build(program: ast.Program, overrides: dict[str, str] | None = None) -> nx.D
         b.g.graph["network"] = default_name(program.file)
     b.g.graph["train"] = train_spec.validate(b.train, b.g.graph["params"])
     check_inputs(b.g, b.train)
-    if not any(d.get("role") == "layer" for _, d in b.g.nodes(data=True)):
+    if not any(d.is_layer for _, d in b.g.nodes(data=True)):
         raise NetDslError("the file defines no layers", Pos(program.file, 1, 1),
                           "add a statement such as `conv1 = conv(image, 32, size=3)`")
     return b.g

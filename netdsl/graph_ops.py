@@ -1,6 +1,6 @@
 """Questions every pass and executor asks of the checked graph, answered in
-one place: node order, a node's inputs in slot order, the loss layers, the
-bytes a value takes."""
+one place: node order, the layers and inputs, a node's inputs in slot order,
+the loss layers, the bytes a value takes."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,26 @@ def ordered_inputs(g: nx.DiGraph, name: str) -> list[str]:
 
 def topological(g: nx.DiGraph) -> list[str]:
     """Topological order with ties broken by file order: the order users read."""
-    return list(nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["order"]))
+    return list(nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n].order))
+
+
+def layers(g: nx.DiGraph) -> list[str]:
+    """The forward layers, in topological order."""
+    return [n for n in topological(g) if g.nodes[n].is_layer]
+
+
+def forward_nodes(g: nx.DiGraph) -> list[str]:
+    """Inputs and forward layers, in topological order: what inference runs."""
+    return [n for n in topological(g) if g.nodes[n].role.forward]
+
+
+def image_input(g: nx.DiGraph) -> str:
+    """The one input of images (graph.build checks there is exactly one)."""
+    return next(n for n in g if g.nodes[n].is_image)
+
+
+def label_input(g: nx.DiGraph) -> str | None:
+    return next((n for n in g if g.nodes[n].is_input and g.nodes[n].label), None)
 
 
 def loss_weights(g: nx.DiGraph) -> dict[str, float]:
@@ -27,20 +46,19 @@ def loss_weights(g: nx.DiGraph) -> dict[str, float]:
 
     Several losses (GoogLeNet's side classifiers) need one main loss, the one
     written without `weight=`: its scores give the metrics and the prediction."""
-    losses = [n for n in topological(g)
-              if g.nodes[n]["role"] == "layer" and "loss" in REGISTRY[g.nodes[n]["kind"]].traits]
+    losses = [n for n in layers(g) if "loss" in REGISTRY[g.nodes[n].kind].traits]
     if not losses:
         raise NetDslError("training needs a loss layer, found none",
                           hint="end the network with `loss = softmax_loss(scores, label)`")
     if len(losses) > 1:
-        main = [n for n in losses if g.nodes[n]["args"].get("weight") is None]
+        main = [n for n in losses if g.nodes[n].args.get("weight") is None]
         if len(main) != 1:
             names = ", ".join(main or losses)
             raise NetDslError(f"{len(losses)} losses need exactly one main loss, written without `weight=`; "
                               f"{'these have none' if main else 'every one has one'}: {names}",
-                              g.nodes[(main or losses)[-1]].get("pos"),
+                              g.nodes[(main or losses)[-1]].pos,
                               hint="weight the side losses: `softmax_loss(aux, label, weight=0.3)`")
-    weights = {n: g.nodes[n]["args"].get("weight") for n in losses}
+    weights = {n: g.nodes[n].args.get("weight") for n in losses}
     return {n: 1.0 if w is None else w for n, w in weights.items()}
 
 
@@ -49,13 +67,13 @@ def loss_node(g: nx.DiGraph) -> str:
     weights = loss_weights(g)
     if len(weights) == 1:
         return next(iter(weights))
-    return next(n for n in weights if g.nodes[n]["args"].get("weight") is None)
+    return next(n for n in weights if g.nodes[n].args.get("weight") is None)
 
 
 def is_transfer(g: nx.DiGraph, node: str) -> bool:
-    return "transfer" in REGISTRY[g.nodes[node]["kind"]].traits
+    return "transfer" in REGISTRY[g.nodes[node].kind].traits
 
 
 def value_bytes(g: nx.DiGraph, node: str) -> int:
     """Bytes of one image's worth of a node's output."""
-    return math.prod(g.nodes[node]["shape"]) * BYTES_PER_VALUE
+    return math.prod(g.nodes[node].shape) * BYTES_PER_VALUE

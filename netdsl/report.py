@@ -44,15 +44,15 @@ def summarise(g: nx.DiGraph, batch: int) -> Summary:
     parameters = macs = 0
     for name in topological(g):
         node = g.nodes[name]
-        if node["role"] != "layer":
+        if not node.is_layer:
             continue
-        count = sum(math.prod(s) for s in node["params"].values())
+        count = sum(math.prod(s) for s in node.params.values())
         parameters += count
-        macs += node["macs"]
-        weights[node["device"]] += count * BYTES_PER_VALUE
-        activation[node["device"]] += math.prod(node["shape"]) * batch * BYTES_PER_VALUE
-        if "source_device" in node:
-            links.append((node["stmt"], node["source_device"], node["device"], node["bytes"]))
+        macs += node.macs
+        weights[node.device] += count * BYTES_PER_VALUE
+        activation[node.device] += math.prod(node.shape) * batch * BYTES_PER_VALUE
+        if node.source_device is not None:
+            links.append((node.stmt, node.source_device, node.device, node.bytes))
     return Summary(parameters, macs, dict(sorted(activation.items())), dict(sorted(weights.items())), links)
 
 
@@ -60,11 +60,11 @@ def layer_rows(g: nx.DiGraph) -> list[tuple[str, ...]]:
     rows = []
     for name in topological(g):
         node = g.nodes[name]
-        if node["role"] not in ("layer", "input"):
+        if not node.role.forward:
             continue
-        params = sum(math.prod(s) for s in node.get("params", {}).values())
-        rows.append((name, node["kind"], node["device"], shape_text(node["shape"]),
-                     f"{params:,}" if params else "", f"{node['macs']:,}" if node.get("macs") else ""))
+        params = sum(math.prod(s) for s in node.params.values())
+        rows.append((name, node.kind, node.device, shape_text(node.shape),
+                     f"{params:,}" if params else "", f"{node.macs:,}" if node.macs else ""))
     return rows
 
 

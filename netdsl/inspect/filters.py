@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..errors import NetDslError, did_you_mean
-from ..passes.infer_shapes import ordered_inputs, topological
+from ..graph_ops import layers, ordered_inputs
 from ..train.plots import pyplot
 
 COLUMNS = 16  # Figure 3: rows of 16 kernels
@@ -22,8 +22,7 @@ GAP = 1  # pixels between tiles
 
 
 def conv_statements(g) -> list[str]:
-    return list(dict.fromkeys(g.nodes[n]["stmt"] for n in topological(g)
-                              if g.nodes[n].get("role") == "layer" and g.nodes[n]["kind"] == "conv"))
+    return list(dict.fromkeys(g.nodes[n].stmt for n in layers(g) if g.nodes[n].kind == "conv"))
 
 
 def conv_copies(g, layer: str | None) -> list[str]:
@@ -32,8 +31,8 @@ def conv_copies(g, layer: str | None) -> list[str]:
     if not statements:
         raise NetDslError("the network has no convolution to show")
     layer = layer or statements[0]
-    nodes = [n for n in topological(g) if g.nodes[n].get("role") == "layer" and g.nodes[n]["kind"] == "conv"
-             and (g.nodes[n]["stmt"] == layer or n == layer)]
+    nodes = [n for n in layers(g) if g.nodes[n].kind == "conv"
+             and (g.nodes[n].stmt == layer or n == layer)]
     if not nodes:
         raise NetDslError(f"no convolution `{layer}` in {g.graph['network']}{did_you_mean(layer, statements)}",
                           hint=f"convolutions: {', '.join(statements)}")
@@ -42,7 +41,7 @@ def conv_copies(g, layer: str | None) -> list[str]:
 
 def reads_image(g, node: str) -> bool:
     sources = ordered_inputs(g, node)
-    return len(sources) == 1 and g.nodes[sources[0]]["role"] == "input" and g.nodes[sources[0]]["shape"][0] == 3
+    return len(sources) == 1 and g.nodes[sources[0]].is_input and g.nodes[sources[0]].shape[0] == 3
 
 
 def stretch(tile: np.ndarray) -> np.ndarray:
@@ -75,7 +74,7 @@ def filter_panels(g, params: dict, layer: str | None = None) -> list[tuple[str, 
     for node in conv_copies(g, layer):
         weight = params[f"{node}.weight"]
         columns = min(len(weight), COLUMNS)
-        panels.append((f"{g.nodes[node]['device']}  ({node}, {len(weight)} kernels "
+        panels.append((f"{g.nodes[node].device}  ({node}, {len(weight)} kernels "
                        f"{weight.shape[2]}x{weight.shape[3]}x{weight.shape[1]})",
                        mosaic(kernel_tiles(weight, reads_image(g, node)), columns)))
     return panels

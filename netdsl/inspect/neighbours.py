@@ -19,7 +19,7 @@ from ..train.launch import decoder_reason
 from ..errors import NetDslError, did_you_mean
 from ..layers import REGISTRY
 from ..layers.base import Context
-from ..passes.infer_shapes import ordered_inputs, topological
+from ..graph_ops import layers, ordered_inputs, topological
 from ..train.datasets import data_plan, input_scale, input_size
 from ..train.plots import pyplot
 
@@ -29,28 +29,28 @@ CHUNK = 32  # images per forward walk: bounds memory for big layers
 def feature_nodes(g, layer: str | None) -> list[str]:
     """The nodes whose outputs, concatenated, are the layer's activations."""
     from ..passes.build_backward import loss_node
-    forward = [n for n in topological(g) if g.nodes[n]["role"] == "layer" and not _joins(g, n)]
+    forward = [n for n in layers(g) if not _joins(g, n)]
     if layer is None:  # the last hidden layer: what feeds the scores layer
         hidden = ordered_inputs(g, ordered_inputs(g, loss_node(g))[0])[0]
         while _joins(g, hidden):  # `all fc7`: look through the link
             hidden = ordered_inputs(g, hidden)[0]
-        layer = g.nodes[hidden]["stmt"]
-    if layer in g and g.nodes[layer]["role"] == "layer":
+        layer = g.nodes[hidden].stmt
+    if layer in g and g.nodes[layer].is_layer:
         return [layer]
-    copies = [n for n in forward if g.nodes[n]["stmt"] == layer]
+    copies = [n for n in forward if g.nodes[n].stmt == layer]
     if not copies:
-        statements = list(dict.fromkeys(g.nodes[n]["stmt"] for n in forward))
+        statements = list(dict.fromkeys(g.nodes[n].stmt for n in forward))
         raise NetDslError(f"no layer `{layer}` in {g.graph['network']}{did_you_mean(layer, statements)}",
                           hint=f"layers: {', '.join(statements)}")
     last = {}
     for n in copies:  # topological order: the last node of each device's copy is its output
-        last[g.nodes[n]["device"]] = n
+        last[g.nodes[n].device] = n
     return list(last.values())
 
 
 def _joins(g, node) -> bool:
     """Concats and transfers only move values: a layer's output is what feeds them."""
-    return bool(REGISTRY[g.nodes[node]["kind"]].traits & {"concat", "transfer"})
+    return bool(REGISTRY[g.nodes[node].kind].traits & {"concat", "transfer"})
 
 
 def activations(g, params: dict, images: np.ndarray, nodes: list[str]) -> np.ndarray:
@@ -63,12 +63,12 @@ def activations(g, params: dict, images: np.ndarray, nodes: list[str]) -> np.nda
         d = g.nodes[node]
         if node not in needed:
             continue
-        if d["role"] == "input":
+        if d.is_input:
             values[node] = images
             continue
-        layer = REGISTRY[d["kind"]]
-        p = {name: params[f"{node}.{name}"] for name in d.get("params", {})}
-        values[node], _ = layer.forward(d["args"], p, [values[u] for u in ordered_inputs(g, node)],
+        layer = REGISTRY[d.kind]
+        p = {name: params[f"{node}.{name}"] for name in d.params}
+        values[node], _ = layer.forward(d.args, p, [values[u] for u in ordered_inputs(g, node)],
                                         Context(train=False, stream=node))
     return np.concatenate([values[n].reshape(len(images), -1) for n in nodes], axis=1)
 

@@ -58,7 +58,7 @@ class Builder:
 # Each writes the node's output under the node's own name.
 
 def conv(b: Builder, name, d, xs):
-    a = d["args"]
+    a = d.args
     inputs = [xs[0], b.param(name, "weight")] + ([b.param(name, "bias")] if f"{name}.bias" in b.params else [])
     from ..layers import REGISTRY
     g = REGISTRY["conv"].geometry(a)  # pairs, and `pad=same` resolved to its border
@@ -74,7 +74,7 @@ def fc(b: Builder, name, d, xs):
 
 def _pool(op_type, **extra):
     def mapper(b: Builder, name, d, xs):
-        a = d["args"]
+        a = d.args
         stride = a.get("stride") or a["size"]
         b.op(op_type, [xs[0]], name, kernel_shape=[a["size"]] * 2, strides=[stride] * 2, pads=[a["pad"]] * 4,
              ceil_mode=int(bool(a.get("ceil"))), **extra)
@@ -88,7 +88,7 @@ def _unary(op_type):
 
 
 def lrn(b: Builder, name, d, xs):
-    a = d["args"]
+    a = d.args
     n, x = a["size"], xs[0]
     if a.get("region") == "within":  # sum of squares over n x n pixels, zeros past the edges
         channels = b.shapes[x][0]
@@ -128,11 +128,11 @@ def add(b: Builder, name, d, xs):
 
 
 def leaky_relu(b: Builder, name, d, xs):
-    b.op("LeakyRelu", [xs[0]], name, alpha=float(d["args"]["slope"]))
+    b.op("LeakyRelu", [xs[0]], name, alpha=float(d.args["slope"]))
 
 
 def elu(b: Builder, name, d, xs):
-    b.op("Elu", [xs[0]], name, alpha=float(d["args"]["alpha"]))
+    b.op("Elu", [xs[0]], name, alpha=float(d.args["alpha"]))
 
 
 def prelu(b: Builder, name, d, xs):
@@ -152,7 +152,7 @@ def global_avgpool(b: Builder, name, d, xs):
 def batchnorm(b: Builder, name, d, xs):
     """At test time: the running statistics (the checkpoint's, else their starting values)."""
     from ..layers import REGISTRY
-    a, channels = d["args"], b.shapes[xs[0]][0]
+    a, channels = d.args, b.shapes[xs[0]][0]
     layer = REGISTRY["batchnorm"]
     state = {s: b.params.get(f"{name}.{s}", np.full(channels, layer.state_init(a, s), np.float32))
              for s in ("running_mean", "running_var")}
@@ -196,22 +196,22 @@ def onnx_model(g, params: dict[str, np.ndarray]):
     inputs = []
     for node in topological(g):
         d = g.nodes[node]
-        if d["role"] == "input":
-            if not d["label"]:
-                inputs.append(helper.make_tensor_value_info(node, TensorProto.FLOAT, ["N", *d["shape"]]))
-                b.shapes[node] = tuple(d["shape"])
+        if d.is_input:
+            if not d.label:
+                inputs.append(helper.make_tensor_value_info(node, TensorProto.FLOAT, ["N", *d.shape]))
+                b.shapes[node] = tuple(d.shape)
             continue
-        if d["role"] != "layer" or d["kind"] in SKIPPED:
+        if not d.is_layer or d.kind in SKIPPED:
             continue
-        mapper = MAPPERS.get(d["kind"])
+        mapper = MAPPERS.get(d.kind)
         if mapper is None:
-            raise NetDslError(f"`{node}`: layer kind {d['kind']} has no ONNX mapping",
+            raise NetDslError(f"`{node}`: layer kind {d.kind} has no ONNX mapping",
                               hint="add one to netdsl/inspect/onnx_export.py")
         mapper(b, node, d, ordered_inputs(g, node))
-        b.shapes[node] = tuple(d["shape"])
+        b.shapes[node] = tuple(d.shape)
     b.op("Identity", [scores], "logits")
     b.op("Softmax", ["logits"], "probabilities", axis=1)
-    classes = g.nodes[scores]["shape"][0]
+    classes = g.nodes[scores].shape[0]
     outputs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", classes]) for o in ("logits", "probabilities")]
     graph = helper.make_graph(b.nodes, g.graph["network"], inputs, outputs, b.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="netdsl",

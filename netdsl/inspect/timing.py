@@ -18,13 +18,14 @@ from collections import defaultdict
 import numpy as np
 
 from ..errors import NetDslError
+from ..graph_ops import image_input, label_input, layers as forward_layers
 from ..layers import REGISTRY
 
 
 def random_batch(net, batch: int, seed: int = 0):
     g = net.graph
-    image = next(d["shape"] for _, d in g.nodes(data=True) if d["role"] == "input" and not d["label"])
-    classes = next(d["shape"][0] for _, d in g.nodes(data=True) if d["role"] == "input" and d["label"])
+    image = g.nodes[image_input(g)].shape
+    classes = g.nodes[label_input(g)].shape[0]
     r = np.random.default_rng(seed)
     return r.standard_normal((batch, *image)).astype(np.float32), r.integers(0, classes, batch)
 
@@ -141,8 +142,7 @@ def time_torch(net, params: dict, batch: int, repeats: int):
 def report(net, backend: str, layers, step: float, batch: int, repeats: int, torch_layers=None,
            torch_step: float | None = None) -> str:
     g = net.graph
-    from ..passes.infer_shapes import topological
-    rows = [n for n in topological(g) if g.nodes[n]["role"] == "layer"]
+    rows = forward_layers(g)
     width = max(len("layer"), *(len(n) for n in rows))
     ms = lambda s: f"{s * 1e3:10.3f}"
     head = f"{'layer':<{width}}  {'kind':<12}  {'forward ms':>10}  {'backward ms':>11}"
@@ -153,7 +153,7 @@ def report(net, backend: str, layers, step: float, batch: int, repeats: int, tor
     totals = [0.0, 0.0, 0.0, 0.0]
     for node in rows:
         f, b = (layers or {}).get(node, [0.0, 0.0])
-        line = f"{node:<{width}}  {g.nodes[node]['kind']:<12}  {ms(f)}  {ms(b):>11}"
+        line = f"{node:<{width}}  {g.nodes[node].kind:<12}  {ms(f)}  {ms(b):>11}"
         totals[0] += f
         totals[1] += b
         if torch_layers is not None:

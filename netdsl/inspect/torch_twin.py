@@ -11,9 +11,7 @@ is netdsl's for odd and even sizes alike."""
 from __future__ import annotations
 
 from ..errors import NetDslError
-from ..graph_ops import loss_weights
-from ..passes.build_backward import loss_node
-from ..passes.infer_shapes import ordered_inputs, topological
+from ..graph_ops import image_input, label_input, layers, loss_node, loss_weights, ordered_inputs
 
 
 def _ops():
@@ -72,27 +70,27 @@ class TorchTwin:
     def __init__(self, g, params: dict):
         import torch
         self.torch, self.g, self.ops = torch, g, _ops()
-        self.order = [n for n in topological(g) if g.nodes[n]["role"] == "layer"]
+        self.order = layers(g)
         self.inputs = {n: ordered_inputs(g, n) for n in self.order}
         for node in self.order:
-            if g.nodes[node]["kind"] not in self.ops:
-                raise NetDslError(f"`{node}`: layer kind {g.nodes[node]['kind']} has no PyTorch twin",
+            if g.nodes[node].kind not in self.ops:
+                raise NetDslError(f"`{node}`: layer kind {g.nodes[node].kind} has no PyTorch twin",
                                   hint="add one to netdsl/inspect/torch_twin.py")
         self.loss = loss_node(g)
         self.losses = loss_weights(g)  # the value with labels: their weighted sum
         self.scores = ordered_inputs(g, self.loss)[0]
-        self.image = next(n for n in topological(g) if g.nodes[n]["role"] == "input" and not g.nodes[n]["label"])
-        self.label = next((n for n in g if g.nodes[n].get("label")), None)
+        self.image = image_input(g)
+        self.label = label_input(g)
         self.params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in params.items()}
-        self.node_params = {n: {p: self.params[f"{n}.{p}"] for p in g.nodes[n].get("params", {})} for n in self.order}
+        self.node_params = {n: {p: self.params[f"{n}.{p}"] for p in g.nodes[n].params} for n in self.order}
         self.node_state = {n: self._state(n) for n in self.order}  # running statistics, torch's own
 
     def _state(self, node: str) -> dict:
         from ..layers import REGISTRY
         d = self.g.nodes[node]
-        layer = REGISTRY[d["kind"]]
-        shapes = layer.state_shapes(d["args"], [tuple(self.g.nodes[u]["shape"]) for u in self.inputs[node]])
-        return {s: self.torch.full(shape, float(layer.state_init(d["args"], s))) for s, shape in shapes.items()}
+        layer = REGISTRY[d.kind]
+        shapes = layer.state_shapes(d.args, [tuple(self.g.nodes[u].shape) for u in self.inputs[node]])
+        return {s: self.torch.full(shape, float(layer.state_init(d.args, s))) for s, shape in shapes.items()}
 
     def parameters(self):
         return list(self.params.values())
@@ -106,7 +104,7 @@ class TorchTwin:
                 continue
             d = self.g.nodes[node]
             state = (self.node_state[node],) if self.node_state[node] else ()
-            values[node] = self.ops[d["kind"]](d["args"], self.node_params[node],
+            values[node] = self.ops[d.kind](d.args, self.node_params[node],
                                                [values[u] for u in self.inputs[node]], train, *state)
             if timer is not None:
                 timer(node, values[node])

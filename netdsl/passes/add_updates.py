@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..nodes import Part, Role
+
 
 def add_updates(g: nx.DiGraph) -> nx.DiGraph:
-    backs = [n for n, d in g.nodes(data=True) if d["role"] == "backward" and g.nodes[d["of"]].get("params")]
+    backs = [n for n, d in g.nodes(data=True) if d.role is Role.BACKWARD and g.nodes[d.of].params]
     for back in backs:
-        layer = g.nodes[back]["of"]
+        layer = g.nodes[back].of
         node = g.nodes[layer]
-        update = f"{layer}:update"
-        g.add_node(update, role="update", of=layer, kind="update", device=node["device"], shape=(),
-                   order=g.nodes[back]["order"] + 0.25, stmt=node["stmt"], pos=node.get("pos"))
-        g.add_edge(back, update, slot=None)
+        g.add_node(f"{layer}:update", role=Role.UPDATE, of=layer, kind="update", device=node.device, shape=(),
+                   order=g.nodes[back].order.beside(Part.AFTER), stmt=node.stmt, pos=node.pos)
+        g.add_edge(back, f"{layer}:update", slot=None)
     return g

@@ -8,18 +8,21 @@ statement to its per-device output nodes.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import networkx as nx
 
 
 def expand_towers(g: nx.DiGraph) -> nx.DiGraph:
-    templates = [n for n, d in g.nodes(data=True) if d.get("tower")]
+    templates = [n for n, d in g.nodes(data=True) if d.tower]
     for name in templates:
-        attrs = g.nodes[name]
-        for index, device in enumerate(attrs["tower"]):
-            g.add_node(f"{name}@{device}", **{**attrs, "device": device, "order": attrs["order"] + index / 100})
+        template = g.nodes[name]
+        for index, device in enumerate(template.tower):
+            copy = dataclasses.replace(template, device=device, order=dataclasses.replace(template.order, copy=index))
+            g.add_node(f"{name}@{device}", **dict(copy))
     for name in templates:
         for _, succ, edge in g.out_edges(name, data=True):
-            for device in g.nodes[name]["tower"]:
+            for device in g.nodes[name].tower:
                 g.add_edge(f"{name}@{device}", f"{succ}@{device}", **edge)
     g.remove_nodes_from(templates)
     for entry in g.graph["tensors"].values():

@@ -15,37 +15,38 @@ from ..blocks import noted
 from ..errors import NetDslError
 from ..graph_ops import ordered_inputs, topological  # noqa: F401 (re-exported)
 from ..layers import REGISTRY, ShapeError
+from ..nodes import Node
 
 
 def infer_shapes(g: nx.DiGraph) -> nx.DiGraph:
     for name in topological(g):
         node = g.nodes[name]
-        if node["role"] != "layer":
+        if not node.is_layer:
             continue
         with noted(node):
             _infer(g, name, node)
     return g
 
 
-def _infer(g: nx.DiGraph, name: str, node: dict) -> None:
-    layer = REGISTRY[node["kind"]]
-    in_shapes = [tuple(g.nodes[u]["shape"]) for u in ordered_inputs(g, name)]
+def _infer(g: nx.DiGraph, name: str, node: Node) -> None:
+    layer = REGISTRY[node.kind]
+    in_shapes = [tuple(g.nodes[u].shape) for u in ordered_inputs(g, name)]
     is_loss = "loss" in layer.traits
     for slot, u in enumerate(ordered_inputs(g, name)):
-        label = bool(g.nodes[u].get("label"))
+        label = g.nodes[u].label
         if label and not (is_loss and slot == 1):
             raise NetDslError(f"`{u}` is a label input; only a loss layer can read it, as its second input",
-                              node["pos"])
+                              node.pos)
         if is_loss and slot == 1 and not label:
-            raise NetDslError(f"{node['kind']} `{name}` reads `{u}` where it needs a label input", node["pos"],
-                              f"write {node['kind']}(scores, label), the label being an `input NAME : K classes`")
+            raise NetDslError(f"{node.kind} `{name}` reads `{u}` where it needs a label input", node.pos,
+                              f"write {node.kind}(scores, label), the label being an `input NAME : K classes`")
     try:
-        node["shape"] = tuple(layer.output_shape(node["args"], in_shapes))
+        node.shape = tuple(layer.output_shape(node.args, in_shapes))
     except ShapeError as exc:
-        raise NetDslError(f"{node['kind']} `{name}`: {exc.message}", node["pos"], exc.hint) from None
-    node["params"] = {k: tuple(v) for k, v in layer.param_shapes(node["args"], in_shapes).items()}
+        raise NetDslError(f"{node.kind} `{name}`: {exc.message}", node.pos, exc.hint) from None
+    node.params = {k: tuple(v) for k, v in layer.param_shapes(node.args, in_shapes).items()}
     _check_size(name, node)
-    node["macs"] = int(layer.macs(node["args"], in_shapes, node["shape"]))
+    node.macs = int(layer.macs(node.args, in_shapes, node.shape))
 
 
 # A tensor or parameter above this many values per image (8 GiB of float32)
@@ -53,9 +54,9 @@ def _infer(g: nx.DiGraph, name: str, node: dict) -> None:
 MAX_ELEMENTS = 1 << 31
 
 
-def _check_size(name: str, node: dict) -> None:
-    for what, shape in [("output", node["shape"])] + [(f"parameter `{k}`", v) for k, v in node["params"].items()]:
+def _check_size(name: str, node: Node) -> None:
+    for what, shape in [("output", node.shape)] + [(f"parameter `{k}`", v) for k, v in node.params.items()]:
         if math.prod(shape) > MAX_ELEMENTS:
-            raise NetDslError(f"{node['kind']} `{name}`: its {what} would hold {math.prod(shape):,} values "
-                              f"({'x'.join(map(str, shape))}), more than fits in memory", node["pos"],
+            raise NetDslError(f"{node.kind} `{name}`: its {what} would hold {math.prod(shape):,} values "
+                              f"({'x'.join(map(str, shape))}), more than fits in memory", node.pos,
                               f"at most {MAX_ELEMENTS:,} values per tensor")

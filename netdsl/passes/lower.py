@@ -33,6 +33,7 @@ import networkx as nx
 from ..codegen import Kernel, KernelSource, render_layer
 from ..codegen.training import render_gradsum, render_update
 from ..graph_ops import is_transfer, loss_node, loss_weights, ordered_inputs, topological
+from ..nodes import Role
 from ..step import Call, Copy, Plan, TensorInfo, TensorRef
 
 
@@ -66,15 +67,15 @@ class _Lowering:
 
     def _layer_body(self, node: str) -> KernelSource:
         d = self.g.nodes[node]
-        in_shapes = tuple(tuple(self.g.nodes[u]["shape"]) for u in ordered_inputs(self.g, node))
-        out_shape = tuple(d["shape"])
-        key = ("layer", d["kind"], repr(sorted(d["args"].items())), in_shapes, out_shape)
-        stem = f"{d['kind']}_{'_'.join(_shape_tag(s) for s in in_shapes)}_to_{_shape_tag(out_shape)}"
+        in_shapes = tuple(tuple(self.g.nodes[u].shape) for u in ordered_inputs(self.g, node))
+        out_shape = tuple(d.shape)
+        key = ("layer", d.kind, repr(sorted(d.args.items())), in_shapes, out_shape)
+        stem = f"{d.kind}_{'_'.join(_shape_tag(s) for s in in_shapes)}_to_{_shape_tag(out_shape)}"
         return self._body(key, stem, lambda name: render_layer(
-            d["kind"], name, self._line(node), d["args"], in_shapes, out_shape, self.batch, self.target))
+            d.kind, name, self._line(node), d.args, in_shapes, out_shape, self.batch, self.target))
 
     def _line(self, node: str) -> int:
-        pos = self.g.nodes[node].get("pos")
+        pos = self.g.nodes[node].pos
         return pos.line if pos else 0
 
     # ---- tensors -----------------------------------------------------------------
@@ -84,11 +85,11 @@ class _Lowering:
         return ref
 
     def _same_place(self, a: str, b: str) -> bool:
-        return self.placement(self.g.nodes[a]["device"]) == self.placement(self.g.nodes[b]["device"])
+        return self.placement(self.g.nodes[a].device) == self.placement(self.g.nodes[b].device)
 
     def _grad_target(self, source: str, back: str) -> TensorRef | None:
         """Where backward node `back` writes the gradient of its input `source`."""
-        if self.g.nodes[source]["role"] != "layer":
+        if not self.g.nodes[source].is_layer:
             return None
         if f"{source}:gradsum" in self.g:
             return TensorRef(source, "grad", back)
@@ -97,7 +98,7 @@ class _Lowering:
     def _input(self, node: str, device: str) -> TensorRef:
         """The tensor a layer on `device` reads for `node`; a network input read on another
         physical device than its first reader's gets a copy, made before its first use there."""
-        if self.g.nodes[node]["role"] != "input":
+        if not self.g.nodes[node].is_input:
             return TensorRef(node, "value")
         home = self.input_home.setdefault(node, device)
         if self.placement(home) == self.placement(device):
@@ -124,20 +125,20 @@ class _Lowering:
 
     # ---- node by node ----------------------------------------------------------
     def plan(self) -> Plan:
-        handlers = {"layer": self._forward_layer, "backward": self._backward_layer,
-                    "gradsum": self._gradsum, "update": self._update}
+        handlers = {Role.LAYER: self._forward_layer, Role.BACKWARD: self._backward_layer,
+                    Role.GRADSUM: self._gradsum, Role.UPDATE: self._update}
         order = topological(self.g)
         for node in order:
-            handlers.get(self.g.nodes[node]["role"], lambda _: None)(node)
+            handlers.get(self.g.nodes[node].role, lambda _: None)(node)
         forward = [self._resolved(s) for s in self.forward]
         backward = [self._resolved(s) for s in self.backward]
         update = [self._resolved(s) for s in self.update]
         tensors = self._tensors(forward + backward + update)
         values = {n: self.resolve(TensorRef(n, "value")) for n in order
-                  if self.g.nodes[n]["role"] in ("layer", "input")}
+                  if self.g.nodes[n].role.forward}
         values = {n: t for n, t in values.items() if t in tensors}
-        params = [TensorRef(n, "param_grad", p) for n in order
-                  if self.g.nodes[n]["role"] == "layer" for p in self.g.nodes[n].get("params", {})]
+        params = [TensorRef(n, "param_grad", p) for n in order if self.g.nodes[n].is_layer
+                  for p in self.g.nodes[n].params]
         scores = ordered_inputs(self.g, self.loss)[0]
         host_reads = frozenset(values[n] for n in (scores, *self.losses) if n in values)
         devices = {info.device for info in tensors.values()}
@@ -145,7 +146,7 @@ class _Lowering:
             network=self.g.graph["network"], target=self.target, batch=self.batch,
             modules=list(self.bodies.values()), tensors=tensors,
             forward=forward, backward=backward, update=update,
-            inputs={n: t for n, t in values.items() if self.g.nodes[n]["role"] == "input"},
+            inputs={n: t for n, t in values.items() if self.g.nodes[n].is_input},
             values=values, param_grads={p.param_name: p for p in params if p in tensors},
             grad_checks=[(n, self.resolve(t), w) for n, t, w in self.grad_checks if self.resolve(t) in tensors],
             placement={d: str(self.placement(d)) for d in sorted(devices)}, host_reads=host_reads)
@@ -159,16 +160,16 @@ class _Lowering:
             if self._same_place(inputs[0], node):
                 self.alias[out] = src
             else:
-                self.forward.append(Copy(src, out, node, d["device"], self.g.nodes[inputs[0]]["device"]))
+                self.forward.append(Copy(src, out, node, d.device, self.g.nodes[inputs[0]].device))
             return
         source = self._layer_body(node)
         self.layer_source[node] = source
-        binding = {f"x{i}": self._input(u, d["device"]) for i, u in enumerate(inputs)} | {"y": out}
-        self.forward += [self._call(k, node, node, d["device"], binding) for k in source.forward]
+        binding = {f"x{i}": self._input(u, d.device) for i, u in enumerate(inputs)} | {"y": out}
+        self.forward += [self._call(k, node, node, d.device, binding) for k in source.forward]
 
     def _backward_layer(self, back: str) -> None:
         d = self.g.nodes[back]
-        layer = d["of"]
+        layer = d.of
         inputs = ordered_inputs(self.g, layer)
         dy = TensorRef(layer, "seed") if layer in self.losses else TensorRef(layer, "grad")
         targets = [self._grad_target(u, back) for u in inputs]
@@ -178,37 +179,37 @@ class _Lowering:
             if self._same_place(inputs[0], layer):
                 self.alias[dy] = targets[0]
             else:
-                self.backward.append(Copy(dy, targets[0], back, d["device"], self.g.nodes[layer]["device"]))
+                self.backward.append(Copy(dy, targets[0], back, d.device, self.g.nodes[layer].device))
             return
         binding = {"y": TensorRef(layer, "value"), "dy": dy}
-        binding |= {f"x{i}": self._input(u, d["device"]) for i, u in enumerate(inputs)}
+        binding |= {f"x{i}": self._input(u, d.device) for i, u in enumerate(inputs)}
         binding |= {f"dx{i}": t or TensorRef(layer, "discard", f"dx{i}") for i, t in enumerate(targets)}
         for kernel in self.layer_source[layer].backward:
-            self.backward.append(self._call(kernel, layer, back, d["device"], binding))
-        for pname in self.g.nodes[layer].get("params", {}):
+            self.backward.append(self._call(kernel, layer, back, d.device, binding))
+        for pname in self.g.nodes[layer].params:
             self.grad_checks.append((layer, TensorRef(layer, "param_grad", pname), f"the gradient of {pname}"))
         self.grad_checks += [(layer, t, "the input gradient") for t in targets if t]
 
     def _gradsum(self, node: str) -> None:
         d = self.g.nodes[node]
-        of = d["of"]
+        of = d.of
         parts = list(self.g.predecessors(node))  # the reference adds them in this order
-        size = self.batch * math.prod(self.g.nodes[of]["shape"])
+        size = self.batch * math.prod(self.g.nodes[of].shape)
         source = self._body(("gradsum", len(parts), size), f"gradsum{len(parts)}_{size}",
                             lambda name: render_gradsum(name, self._line(of), len(parts), size, self.target))
         binding = {f"x{i}": TensorRef(of, "grad", p) for i, p in enumerate(parts)} | {"y": TensorRef(of, "grad")}
-        self.backward += [self._call(k, of, node, d["device"], binding) for k in source.forward]
+        self.backward += [self._call(k, of, node, d.device, binding) for k in source.forward]
 
     def _update(self, node: str) -> None:
         d = self.g.nodes[node]
-        layer = d["of"]
-        for pname, shape in self.g.nodes[layer].get("params", {}).items():
+        layer = d.of
+        for pname, shape in self.g.nodes[layer].params.items():
             size = math.prod(shape)
             source = self._body(("update", pname, size), f"update_{size}",
                                 lambda name: render_update(name, self._line(layer), pname, size, self.target))
             binding = {pname: TensorRef(layer, "param", pname), f"v{pname}": TensorRef(layer, "momentum", pname),
                        f"d{pname}": TensorRef(layer, "param_grad", pname)}
-            self.update += [self._call(k, layer, node, d["device"], binding) for k in source.forward]
+            self.update += [self._call(k, layer, node, d.device, binding) for k in source.forward]
 
     # ---- after every node ----------------------------------------------------------
     def _resolved(self, step):

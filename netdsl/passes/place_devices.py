@@ -12,52 +12,50 @@ Needs: shapes (a transfer's size in bytes is its tensor's).
 """
 from __future__ import annotations
 
-import math
-
 import networkx as nx
 
 from ..blocks import note_uses
 from ..errors import NetDslError
 from ..layers import REGISTRY
-from ..graph_ops import BYTES_PER_VALUE, topological
-
+from ..graph_ops import topological, value_bytes
+from ..nodes import Part, Role
 
 
 def _device(g: nx.DiGraph, name: str) -> str:
     node = g.nodes[name]
-    if node.get("device"):
-        return node["device"]
-    if node.get("placed"):
-        return node["placed"]
+    if node.device:
+        return node.device
+    if node.placed:
+        return node.placed
     first = min(g.in_edges(name, data=True), key=lambda e: e[2]["slot"])[0]
-    device = g.nodes[first]["device"]
+    device = g.nodes[first].device
     return "gpu0" if device == "host" else device
 
 
 def place_devices(g: nx.DiGraph) -> nx.DiGraph:
     for name in topological(g):
-        if g.nodes[name]["role"] == "layer":
-            g.nodes[name]["device"] = _device(g, name)
+        if g.nodes[name].is_layer:
+            g.nodes[name].device = _device(g, name)
     for u, v, edge in list(g.edges(data=True)):
-        src, dst = g.nodes[u]["device"], g.nodes[v]["device"]
+        producer, consumer = g.nodes[u], g.nodes[v]
+        src, dst = producer.device, consumer.device
         if src in ("host", dst):
             continue
-        if "transfer" in REGISTRY[g.nodes[v]["kind"]].traits:
-            g.nodes[v]["source_device"] = src
-            g.nodes[v]["bytes"] = math.prod(g.nodes[u]["shape"]) * BYTES_PER_VALUE
+        if "transfer" in REGISTRY[consumer.kind].traits:
+            consumer.source_device = src
+            consumer.bytes = value_bytes(g, u)
             continue
         if not edge.get("marked"):
-            stmt = g.nodes[u]["stmt"]
+            stmt = producer.stmt
             raise note_uses(NetDslError(
-                f"`{g.nodes[v]['stmt']}` on {dst} reads `{stmt}` on {src} without a cross-device link",
-                g.nodes[v]["pos"], f"place it with `on {src}`, or move the data explicitly: "
-                f"`{stmt}_{dst} = transfer({stmt}) on {dst}`"), g.nodes[v].get("uses"))
+                f"`{consumer.stmt}` on {dst} reads `{stmt}` on {src} without a cross-device link",
+                consumer.pos, f"place it with `on {src}`, or move the data explicitly: "
+                f"`{stmt}_{dst} = transfer({stmt}) on {dst}`"), consumer.uses)
         t = f"{u}->{dst}"
         if t not in g:
-            g.add_node(t, role="layer", kind="transfer", args={}, stmt=g.nodes[v]["stmt"], tower=None, device=dst,
-                       source_device=src, shape=g.nodes[u]["shape"], params={}, macs=0, pos=g.nodes[v]["pos"],
-                       order=g.nodes[u]["order"] + 0.0001, head=True,
-                       bytes=math.prod(g.nodes[u]["shape"]) * BYTES_PER_VALUE)
+            g.add_node(t, role=Role.LAYER, kind="transfer", stmt=consumer.stmt, device=dst, source_device=src,
+                       shape=producer.shape, pos=consumer.pos, order=producer.order.beside(Part.AFTER), head=True,
+                       bytes=value_bytes(g, u))
             g.add_edge(u, t, slot=0, marked=True)
         g.remove_edge(u, v)
         g.add_edge(t, v, **edge)

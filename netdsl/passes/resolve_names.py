@@ -22,6 +22,7 @@ from .. import ast
 from ..blocks import noted
 from ..errors import NetDslError, did_you_mean
 from ..layers import REGISTRY
+from ..nodes import Node, Part, Role
 from ..values import coerce, substitute
 
 
@@ -42,14 +43,14 @@ def _is_tensor_ref(value: ast.Value, params) -> bool:
     return isinstance(value, ast.Name) and value.name not in params and value.name not in ("true", "false")
 
 
-def _lookup(g: nx.DiGraph, ref: ast.Value, node: dict) -> list[str]:
+def _lookup(g: nx.DiGraph, ref: ast.Value, node: Node) -> list[str]:
     """The node(s) a tensor reference reads."""
     tensors = g.graph["tensors"]
     entry = tensors.get(ref.name)
     if entry is None:
         raise NetDslError(f"undefined name `{ref.name}`{did_you_mean(ref.name, list(tensors) + list(g.graph['params']))}",
                           ref.pos, "a layer reads an input or a statement defined above it")
-    if entry["order"] > node["order"]:
+    if entry["order"] > node.order.index:
         raise NetDslError(f"`{ref.name}` is used before its definition at line {entry['pos'].line}", ref.pos,
                           "statements run in file order; move this one below it")
     copies = entry["nodes"]
@@ -60,8 +61,8 @@ def _lookup(g: nx.DiGraph, ref: ast.Value, node: dict) -> list[str]:
         return list(copies.values())
     if entry["tower"] is None:
         return [copies[None]]
-    if node.get("tower") == entry["tower"]:
-        return [copies[node["device"]]]
+    if node.tower == entry["tower"]:
+        return [copies[node.device]]
     devices = ", ".join(entry["tower"])
     raise NetDslError(f"`{ref.name}` exists once per device of its tower ({devices}): reading it from here needs a "
                       "cross-device link", ref.pos, f"write `all {ref.name}` to concatenate every tower's copy "
@@ -114,14 +115,13 @@ def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Ar
 
 def _concat(g: nx.DiGraph, consumer: str, sources: list[tuple[str, bool]], pos) -> str:
     attrs = g.nodes[consumer]
-    base = f"{attrs['stmt']}.cat" + (f"@{attrs['device']}" if attrs.get("tower") else "")
+    base = f"{attrs.stmt}.cat" + (f"@{attrs.device}" if attrs.tower else "")
     name, i = base, 1
     while name in g:
         i += 1
         name = base.replace(".cat", f".cat{i}")
-    g.add_node(name, role="layer", kind="concat", args={}, stmt=attrs["stmt"], tower=attrs.get("tower"),
-               device=attrs.get("device"), placed=attrs.get("placed"), pos=pos, order=attrs["order"] - 0.001,
-               head=True, uses=attrs.get("uses", ()))
+    g.add_node(name, role=Role.LAYER, kind="concat", stmt=attrs.stmt, tower=attrs.tower, device=attrs.device,
+               placed=attrs.placed, pos=pos, order=attrs.order.beside(Part.BEFORE), head=True, uses=attrs.uses)
     for slot, (src, marked) in enumerate(sources):
         g.add_edge(src, name, slot=slot, marked=marked)
     return name
@@ -129,8 +129,7 @@ def _concat(g: nx.DiGraph, consumer: str, sources: list[tuple[str, bool]], pos) 
 
 def resolve_names(g: nx.DiGraph) -> nx.DiGraph:
     params = g.graph["params"]
-    layers = sorted((n for n, d in g.nodes(data=True) if d["role"] == "layer" and "call" in d),
-                    key=lambda n: g.nodes[n]["order"])
+    layers = sorted((n for n, d in g.nodes(data=True) if d.call is not None), key=lambda n: g.nodes[n].order)
     for name in layers:
         with noted(g.nodes[name]):
             _resolve(g, name, params)
@@ -139,7 +138,8 @@ def resolve_names(g: nx.DiGraph) -> nx.DiGraph:
 
 def _resolve(g: nx.DiGraph, name: str, params) -> None:
     node = g.nodes[name]
-    call: ast.LayerCall = node.pop("call")
+    call: ast.LayerCall = node.call
+    node.call = None
     kind = _kind(call, params)
     layer = REGISTRY[kind]
     inputs: list[tuple[list[str], bool]] = [([u], False) for u in g.predecessors(name)]
@@ -156,8 +156,7 @@ def _resolve(g: nx.DiGraph, name: str, params) -> None:
     keyword = [a for a in args if a.key is not None]
     if keyword and positional and args.index(positional[-1]) > args.index(keyword[0]):
         raise NetDslError("a positional argument follows a keyword argument", positional[-1].pos)
-    node["kind"], node["args"] = kind, _arguments(layer, kind, positional, keyword, g, call,
-                                              node.get("overrides", {}))
+    node.kind, node.args = kind, _arguments(layer, kind, positional, keyword, g, call, node.overrides)
     sources = _gather(g, name, layer, inputs, call.pos)
     for u in list(g.predecessors(name)):
         g.remove_edge(u, name)

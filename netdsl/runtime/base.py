@@ -25,8 +25,7 @@ import numpy as np
 
 from .. import rng
 from ..layers import REGISTRY
-from ..graph_ops import loss_node, loss_weights
-from ..graph_ops import ordered_inputs, topological
+from ..graph_ops import forward_nodes, image_input, label_input, loss_node, loss_weights, ordered_inputs
 from .optimizer import clip_scale, global_norm, sgd_update
 
 
@@ -63,32 +62,32 @@ class Executor:
         self.grad_norm = None  # the last step's global gradient norm (measured when clipping)
         self.steps = 0  # completed updates; the dropout counter
         self.image_offset = 0  # first image of this batch in the global one (a data-parallel rank's shard)
-        self.order = [n for n in topological(graph) if graph.nodes[n]["role"] in ("layer", "input")]
+        self.order = forward_nodes(graph)
         self.loss = loss_node(graph)  # the main loss: its scores give the metrics and the prediction
         self.losses = loss_weights(graph)  # every loss and its weight in the `loss` value
         self.scores_node = ordered_inputs(graph, self.loss)[0]
-        self.image_input = next(n for n in self.order if graph.nodes[n]["role"] == "input" and not graph.nodes[n]["label"])
-        self.label_input = next((n for n in self.order if graph.nodes[n].get("label")), None)
+        self.image_input = image_input(graph)
+        self.label_input = label_input(graph)
         self.params: OrderedDict[str, np.ndarray] = OrderedDict()
         self.multipliers: dict[str, tuple[float, float]] = {}
         for node in self.order:
             d = graph.nodes[node]
-            layer = REGISTRY.get(d["kind"])
-            for pname, shape in d.get("params", {}).items():
+            layer = REGISTRY.get(d.kind)
+            for pname, shape in d.params.items():
                 name = f"{node}.{pname}"
-                self.params[name] = initial_value(layer.param_init(d["args"], pname), shape, seed, name, self.dtype)
-                self.multipliers[name] = layer.multipliers(d["args"], pname)
+                self.params[name] = initial_value(layer.param_init(d.args, pname), shape, seed, name, self.dtype)
+                self.multipliers[name] = layer.multipliers(d.args, pname)
         self.velocity = OrderedDict((k, np.zeros_like(v)) for k, v in self.params.items())
         # Running state a training forward updates (batchnorm's statistics): `layer.name` -> array.
         self.state: OrderedDict[str, np.ndarray] = OrderedDict()
         for node in self.order:
             d = graph.nodes[node]
-            layer = REGISTRY.get(d["kind"])
+            layer = REGISTRY.get(d.kind)
             if layer is None:
                 continue
-            in_shapes = [tuple(graph.nodes[u]["shape"]) for u in ordered_inputs(graph, node)]
-            for sname, shape in layer.state_shapes(d["args"], in_shapes).items():
-                self.state[f"{node}.{sname}"] = np.full(shape, layer.state_init(d["args"], sname), self.dtype)
+            in_shapes = [tuple(graph.nodes[u].shape) for u in ordered_inputs(graph, node)]
+            for sname, shape in layer.state_shapes(d.args, in_shapes).items():
+                self.state[f"{node}.{sname}"] = np.full(shape, layer.state_init(d.args, sname), self.dtype)
 
     # ---- the API -------------------------------------------------------
     def set_params(self, mapping) -> None:
@@ -123,7 +122,7 @@ class Executor:
         """Loss and errors without dropout or updates."""
         scores = self.forward(images, train=False)
         labels = self._labels(labels)
-        layer = REGISTRY[self.g.nodes[self.loss]["kind"]]
+        layer = REGISTRY[self.g.nodes[self.loss].kind]
         loss, _ = layer.forward({}, {}, [scores, labels], None)
         return {"loss": float(loss), **layer.metrics(scores, labels)}
 
@@ -179,7 +178,7 @@ class Executor:
 
     def _images(self, images) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=self.dtype)
-        expected = tuple(self.g.nodes[self.image_input]["shape"])
+        expected = tuple(self.g.nodes[self.image_input].shape)
         if images.shape[1:] != expected:
             raise ValueError(f"images must be N x {'x'.join(map(str, expected))}, got {images.shape}")
         return images

@@ -192,7 +192,7 @@ class PlannedExecutor(base.Executor):
         output (or, in backward, gradient) is not finite once its last writer has run."""
         self._load_inputs(images, labels)
         checks = {ref: (node, "the output") for node, ref in self.plan.values.items()
-                  if self.g.nodes[node]["role"] == "layer" and (labels is not None or node not in self.losses)}
+                  if self.g.nodes[node].is_layer and (labels is not None or node not in self.losses)}
         grads = {ref: (layer, what) for layer, ref, what in self.plan.grad_checks}
         phases = [("forward", checks)] + ([("backward", grads)] if phase == "backward" else [])
         self.set_cell(self.cells["step"], self.steps)
@@ -219,14 +219,14 @@ class PlannedExecutor(base.Executor):
         padded[:n] = images
         self.upload(self.plan.inputs[self.image_input], padded)
         if labels is not None:
-            classes = self.g.nodes[self.label_input]["shape"][0]
+            classes = self.g.nodes[self.label_input].shape[0]
             if len(labels) != n or labels.min() < 0 or labels.max() >= classes:
                 raise ValueError(f"labels must be {n} class indices in [0, {classes})")
             self.upload(self.plan.inputs[self.label_input], np.ascontiguousarray(labels, np.int32))
         return n
 
     def _value(self, node: str) -> np.ndarray:
-        return self.read(self.plan.values[node]).reshape((self.batch,) + tuple(self.g.nodes[node]["shape"]))
+        return self.read(self.plan.values[node]).reshape((self.batch,) + tuple(self.g.nodes[node].shape))
 
     def _forward(self, images, labels, train):
         n = self._load_inputs(images, labels)
@@ -250,7 +250,7 @@ class PlannedExecutor(base.Executor):
         loss = self.total_loss(values)
         if not with_metrics:
             return loss, grads
-        return loss, grads, REGISTRY[self.g.nodes[self.loss]["kind"]].metrics(scores, labels)
+        return loss, grads, REGISTRY[self.g.nodes[self.loss].kind].metrics(scores, labels)
 
     def gradients(self, images, labels, train: bool = True):
         loss, grads = super().gradients(images, labels, train)

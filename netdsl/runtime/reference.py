@@ -13,6 +13,7 @@ import numpy as np
 from ..layers import REGISTRY
 from ..layers.base import Context
 from ..graph_ops import ordered_inputs, topological
+from ..nodes import Role
 from .base import Executor
 
 
@@ -22,7 +23,7 @@ class ReferenceExecutor(Executor):
     def __init__(self, graph, batch, seed=0, dtype=np.float32, guard=True):
         super().__init__(graph, batch, seed, dtype, guard)
         self.inputs = {n: ordered_inputs(graph, n) for n in self.order}
-        self.backward_order = [n for n in topological(graph) if graph.nodes[n]["role"] in ("backward", "gradsum")]
+        self.backward_order = [n for n in topological(graph) if graph.nodes[n].role in (Role.BACKWARD, Role.GRADSUM)]
 
     def _context(self, node: str, train: bool) -> Context:
         state = {k[len(node) + 1:]: v for k, v in self.state.items() if k.rsplit(".", 1)[0] == node}
@@ -30,7 +31,7 @@ class ReferenceExecutor(Executor):
                        state=state or None)
 
     def _layer_params(self, node: str) -> dict:
-        return {p: self.params[f"{node}.{p}"] for p in self.g.nodes[node].get("params", {})}
+        return {p: self.params[f"{node}.{p}"] for p in self.g.nodes[node].params}
 
     def _forward(self, images, labels, train):
         values, caches = {self.image_input: images}, {}
@@ -38,11 +39,11 @@ class ReferenceExecutor(Executor):
             values[self.label_input] = labels
         for node in self.order:
             d = self.g.nodes[node]
-            if d["role"] != "layer" or (node in self.losses and labels is None):
+            if not d.is_layer or (node in self.losses and labels is None):
                 continue
-            layer = REGISTRY[d["kind"]]
+            layer = REGISTRY[d.kind]
             xs = [values[u] for u in self.inputs[node]]
-            values[node], caches[node] = layer.forward(d["args"], self._layer_params(node), xs,
+            values[node], caches[node] = layer.forward(d.args, self._layer_params(node), xs,
                                                        self._context(node, train))
             self._check(node, values[node], "the output")
         return values[self.scores_node], values, caches
@@ -52,33 +53,33 @@ class ReferenceExecutor(Executor):
         grads, out_grad = {}, {}
         for node in self.backward_order:
             d = self.g.nodes[node]
-            if d["role"] == "gradsum":
-                parts = [out_grad.pop((u, d["of"])) for u in self.g.predecessors(node)]
-                out_grad[(node, d["of"])] = sum(parts[1:], parts[0])
+            if d.role is Role.GRADSUM:
+                parts = [out_grad.pop((u, d.of)) for u in self.g.predecessors(node)]
+                out_grad[(node, d.of)] = sum(parts[1:], parts[0])
                 continue
-            layer_name = d["of"]
+            layer_name = d.of
             ld = self.g.nodes[layer_name]
-            layer = REGISTRY[ld["kind"]]
+            layer = REGISTRY[ld.kind]
             upstream = [u for u in self.g.predecessors(node) if u != layer_name]
             if layer_name in self.losses:  # the total's gradient: each loss's weight
                 dy = np.asarray(self.losses[layer_name], self.dtype)
             else:
                 dy = out_grad.pop((upstream[0], layer_name))
             ctx = self._context(layer_name, train)
-            ctx.input_grads = tuple(self.g.nodes[u]["role"] == "layer" for u in self.inputs[layer_name])
-            dxs, dparams = layer.backward(ld["args"], self._layer_params(layer_name), caches.pop(layer_name), dy, ctx)
+            ctx.input_grads = tuple(self.g.nodes[u].is_layer for u in self.inputs[layer_name])
+            dxs, dparams = layer.backward(ld.args, self._layer_params(layer_name), caches.pop(layer_name), dy, ctx)
             for pname, grad in dparams.items():
                 grads[f"{layer_name}.{pname}"] = grad
                 self._check(layer_name, grad, f"the gradient of {pname}")
             for source, dx in zip(self.inputs[layer_name], dxs):
-                if dx is not None and self.g.nodes[source]["role"] == "layer":
+                if dx is not None and self.g.nodes[source].is_layer:
                     self._check(layer_name, dx, "the input gradient")
                     out_grad[(node, source)] = dx
         loss = self.total_loss(values)
         grads = {k: grads[k] for k in self.params}  # graph order
         if not with_metrics:
             return loss, grads
-        metrics = REGISTRY[self.g.nodes[self.loss]["kind"]].metrics(scores, labels)
+        metrics = REGISTRY[self.g.nodes[self.loss].kind].metrics(scores, labels)
         return loss, grads, metrics
 
     def input_gradient(self, images, score_grad) -> np.ndarray:
@@ -90,11 +91,11 @@ class ReferenceExecutor(Executor):
         out_grad, image_grad = {}, np.zeros_like(images)
         for node in self.backward_order:
             d = self.g.nodes[node]
-            if d["role"] == "gradsum":
-                parts = [out_grad.pop((u, d["of"])) for u in self.g.predecessors(node)]
-                out_grad[(node, d["of"])] = sum(parts[1:], parts[0])
+            if d.role is Role.GRADSUM:
+                parts = [out_grad.pop((u, d.of)) for u in self.g.predecessors(node)]
+                out_grad[(node, d.of)] = sum(parts[1:], parts[0])
                 continue
-            layer_name = d["of"]
+            layer_name = d.of
             if layer_name == self.loss:  # start from the given score gradient, not the loss's
                 out_grad[(node, self.scores_node)] = np.asarray(score_grad, self.dtype)
                 continue
@@ -105,15 +106,15 @@ class ReferenceExecutor(Executor):
             ld = self.g.nodes[layer_name]
             upstream = [u for u in self.g.predecessors(node) if u != layer_name]
             ctx = self._context(layer_name, False)
-            ctx.input_grads = tuple(self.g.nodes[u]["role"] == "layer" or u == self.image_input
+            ctx.input_grads = tuple(self.g.nodes[u].is_layer or u == self.image_input
                                     for u in self.inputs[layer_name])
-            dxs, _ = REGISTRY[ld["kind"]].backward(ld["args"], self._layer_params(layer_name), caches.pop(layer_name),
+            dxs, _ = REGISTRY[ld.kind].backward(ld.args, self._layer_params(layer_name), caches.pop(layer_name),
                                                    out_grad.pop((upstream[0], layer_name)), ctx)
             for source, dx in zip(self.inputs[layer_name], dxs):
                 if dx is None:
                     continue
                 if source == self.image_input:  # every tower's first layer reads the image: sum them
                     image_grad += dx
-                elif self.g.nodes[source]["role"] == "layer":
+                elif self.g.nodes[source].is_layer:
                     out_grad[(node, source)] = dx
         return image_grad

@@ -27,9 +27,8 @@ META = ("meta/steps", "meta/lr")
 
 def expected_shapes(graph) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape of a compiled network, in file order (the executors' `params` names)."""
-    order = sorted(graph, key=lambda n: graph.nodes[n]["order"])
-    return {f"{n}.{k}": tuple(v) for n in order if graph.nodes[n].get("role") == "layer"
-            for k, v in graph.nodes[n].get("params", {}).items()}
+    order = sorted(graph, key=lambda n: graph.nodes[n].order)
+    return {f"{n}.{k}": tuple(v) for n in order if graph.nodes[n].is_layer for k, v in graph.nodes[n].params.items()}
 
 
 def check_checkpoint(path: str | Path, params: Mapping, training: bool = False) -> dict:

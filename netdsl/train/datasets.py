@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.augment import AugmentSpec
 from ..errors import NetDslError
+from ..graph_ops import image_input
 from ..paths import cache_dir
 
 # The default dataset: small enough that an AlexNet epoch runs in minutes on
@@ -21,17 +22,17 @@ DEFAULT_IMAGE_SIZE = 64
 
 def input_size(net) -> tuple[int, int, int]:
     g = net.graph
-    image = next(n for n in g if g.nodes[n].get("role") == "input" and not g.nodes[n]["label"])
-    shape = g.nodes[image]["shape"]
+    image = image_input(g)
+    shape = g.nodes[image].shape
     if len(shape) != 3 or shape[0] != 3 or shape[1] != shape[2]:
         raise NetDslError(f"training from image folders needs a square RGB input (3 x S x S), "
-                          f"and `{image}` is {'x'.join(map(str, shape))}", g.nodes[image]["pos"])
+                          f"and `{image}` is {'x'.join(map(str, shape))}", g.nodes[image].pos)
     return shape
 
 
 def class_count(net) -> int:
     g = net.graph
-    return next(g.nodes[n]["shape"][0] for n in g if g.nodes[n].get("label"))
+    return next(g.nodes[n].shape[0] for n in g if g.nodes[n].label)
 
 
 def data_plan(net, ten_crop: bool | None = None) -> tuple[int, AugmentSpec, AugmentSpec]:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import networkx as nx
 
-FORWARD_ROLES = ("input", "layer")
-
+from ..graph_ops import forward_nodes
 
 def forward_graph(graph: nx.DiGraph) -> nx.DiGraph:
     """The forward part of a training-step graph (its graph attributes kept)."""
-    return graph.subgraph([n for n, d in graph.nodes(data=True) if d["role"] in FORWARD_ROLES]).copy()
+    return graph.subgraph(forward_nodes(graph)).copy()
 
 
 class InferenceView:

@@ -17,6 +17,7 @@ from ..data.loader import BatchLoader
 from ..data.prepare import prepare
 from ..distributed import World, attach
 from ..errors import NetDslError
+from ..graph_ops import image_input
 from ..userpaths import check_data_dir, check_out_dir, check_regular_file
 from .checkpoints import check_checkpoint, expected_shapes, fallback_hint
 from .datasets import class_count, data_plan, default_dataset, input_scale, scaled
@@ -156,8 +157,7 @@ def predict(checkpoint: str, images: list[str], backend: str, devices: list[int]
         check_regular_file(path, "image")
     net, config = checkpoint_network(checkpoint)
     prepared_size, _, _ = data_plan(net)
-    side = net.graph.nodes[next(n for n in net.graph if net.graph.nodes[n].get("role") == "input"
-                                and not net.graph.nodes[n]["label"])]["shape"][1]
+    side = net.graph.nodes[image_input(net.graph)].shape[1]
     decoded = []
     for path in images:
         try:

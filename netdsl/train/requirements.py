@@ -8,21 +8,22 @@ import networkx as nx
 
 from .. import ast
 from ..errors import NetDslError, Pos
+from ..graph_ops import layers
 from ..layers import REGISTRY
 from ..values import substitute
 
 
 def check_inputs(g: nx.DiGraph, settings: dict[str, ast.Setting]) -> None:
     """One image input, and `random_crop` arguments (as written) that fit it."""
-    images = [n for n, d in g.nodes(data=True) if d.get("role") == "input" and not d["label"]]
+    images = [n for n, d in g.nodes(data=True) if d.is_image]
     if len(images) > 1:
-        first = g.nodes[images[0]]["pos"]
-        raise NetDslError(f"a second image input `{images[1]}`: a network reads one image input", g.nodes[images[1]]["pos"],
+        first = g.nodes[images[0]].pos
+        raise NetDslError(f"a second image input `{images[1]}`: a network reads one image input", g.nodes[images[1]].pos,
                           f"`{images[0]}` (line {first.line}) is the image input; a second one would never be fed")
     written = settings.get("augment")
     if not images or written is None:
         return  # the default augmentation is checked against the input when training starts
-    shape = g.nodes[images[0]]["shape"]
+    shape = g.nodes[images[0]].shape
     side = shape[-1]
     items = substitute(written.value, g.graph["params"])
     spec = g.graph["train"]
@@ -40,21 +41,20 @@ def check_inputs(g: nx.DiGraph, settings: dict[str, ast.Setting]) -> None:
 
 def check_loss(g: nx.DiGraph) -> None:
     """One loss layer, or several with exactly one main one, after the forward passes resolved every kind."""
-    losses = sorted((n for n, d in g.nodes(data=True) if d.get("role") == "layer"
-                     and "loss" in REGISTRY[d["kind"]].traits), key=lambda n: g.nodes[n]["order"])
+    losses = [n for n in layers(g) if "loss" in REGISTRY[g.nodes[n].kind].traits]
     if not losses:
         kinds = ", ".join(sorted(k for k, layer in REGISTRY.items() if "loss" in layer.traits))
         raise NetDslError("the network has no loss layer, so it cannot be trained or tested", Pos(g.graph["file"], 1, 1),
                           f"end it with a loss ({kinds}), e.g. `loss = softmax_loss(scores, label)`")
     # Several losses train on their weighted sum; one of them, written without `weight=`,
     # is the main loss whose scores give the metrics and the prediction.
-    main = [n for n in losses if g.nodes[n]["args"].get("weight") is None]
+    main = [n for n in losses if g.nodes[n].args.get("weight") is None]
     if len(losses) > 1 and len(main) > 1:
-        first = g.nodes[main[0]]["pos"]
+        first = g.nodes[main[0]].pos
         raise NetDslError(f"a second loss `{main[1]}` without a weight: which one is the main loss is ambiguous",
-                          g.nodes[main[1]]["pos"], f"`{main[0]}` at line {first.line} has none either; give the side "
+                          g.nodes[main[1]].pos, f"`{main[0]}` at line {first.line} has none either; give the side "
                           "losses a weight, e.g. `softmax_loss(aux, label, weight=0.3)`")
     if len(losses) > 1 and not main:
         raise NetDslError(f"every one of the {len(losses)} losses has a weight, so none is the main loss",
-                          g.nodes[losses[-1]]["pos"], "leave the weight out of the main one (its weight is 1); "
+                          g.nodes[losses[-1]].pos, "leave the weight out of the main one (its weight is 1); "
                           "its scores give the reported errors and the prediction")

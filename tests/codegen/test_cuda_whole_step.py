@@ -25,8 +25,8 @@ RTOL = 1e-4
 
 def _data(ex, batch, seed=0):
     gen = np.random.default_rng(seed)
-    shape = (batch,) + tuple(ex.g.nodes[ex.image_input]["shape"])
-    classes = ex.g.nodes[ex.label_input]["shape"][0]
+    shape = (batch,) + tuple(ex.g.nodes[ex.image_input].shape)
+    classes = ex.g.nodes[ex.label_input].shape[0]
     return gen.standard_normal(shape).astype(np.float32), gen.integers(0, classes, batch)
 
 

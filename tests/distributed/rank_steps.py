@@ -40,8 +40,8 @@ def main() -> int:
                              devices=world.devices(None, args.backend)), world)
     if os.environ.get("NETDSL_TEST_ZERO_OFFSET"):  # every shard draws the first images' dropout bits
         ex.image_offset = 0
-    shape = net.graph.nodes[ex.image_input]["shape"]
-    classes = net.graph.nodes[ex.label_input]["shape"][0]
+    shape = net.graph.nodes[ex.image_input].shape
+    classes = net.graph.nodes[ex.label_input].shape[0]
     data = np.random.default_rng(11)
     with world.stop_all_on_error():
         for step in range(args.steps):

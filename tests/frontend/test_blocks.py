@@ -26,7 +26,7 @@ def graph(body: str, **overrides):
 
 
 def layers(g) -> list[str]:
-    return sorted(n for n, d in g.nodes(data=True) if d["role"] == "layer")
+    return sorted(n for n, d in g.nodes(data=True) if d.is_layer)
 
 
 def test_each_use_gets_its_own_layers_named_under_it():
@@ -38,16 +38,16 @@ def test_each_use_gets_its_own_layers_named_under_it():
     assert ordered_inputs(g, "s.basic.c2.add") == ["s.basic.c2.conv", "s.conv"]
     assert ordered_inputs(g, "f") == ["s.basic.c2.relu"]  # the output is the last statement's
     # own weights: two uses, two sets of parameters
-    assert g.nodes["b1.c1.conv"]["params"] == g.nodes["s.basic.c1.conv"]["params"] == {"weight": (8, 8, 3, 3),
+    assert g.nodes["b1.c1.conv"].params == g.nodes["s.basic.c1.conv"].params == {"weight": (8, 8, 3, 3),
                                                                                         "bias": (8,)}
 
 
 def test_parameters_defaults_and_keywords():
     pair = "block pair(a, w, stride=1, out=2 * w) { c1 = conv(a, w, size=3, stride=stride) -> conv(out, size=1) }\n"
     g = graph(pair + "s = conv(image, 4, size=1) -> pair(4, stride=2)\n")
-    assert g.nodes["s.pair.c1.conv"]["args"]["stride"] == 2 and g.nodes["s.pair.c1.conv2"]["args"]["filters"] == 8
+    assert g.nodes["s.pair.c1.conv"].args["stride"] == 2 and g.nodes["s.pair.c1.conv2"].args["filters"] == 8
     g = graph(pair + "s = pair(image, w=3, out=5)\n")  # the input by position, the rest by keyword
-    assert g.nodes["s.c1.conv"]["args"]["filters"] == 3 and g.nodes["s.c1.conv2"]["args"]["filters"] == 5
+    assert g.nodes["s.c1.conv"].args["filters"] == 3 and g.nodes["s.c1.conv2"].args["filters"] == 5
     # stride 2 with the identity shortcut: the residual add refuses the two shapes
     with pytest.raises(NetDslError, match="cannot add tensors of different shapes: 4x8x8 and 4x16x16"):
         graph(BASIC + "s = conv(image, 4, size=1) -> basic(4, stride=2)\n")
@@ -69,11 +69,11 @@ def test_repetition_is_the_call_written_out():
 def test_arithmetic_wherever_a_number_goes():
     g = graph("param w = 6\ns = conv(image, 2 * w, size=w / 2, pad=(w - 2) / 4) -> maxpool(w - 4)\n"
               "train { batch = 4 * w + 1 }\n")
-    args = g.nodes["s.conv"]["args"]
+    args = g.nodes["s.conv"].args
     assert (args["filters"], args["size"], args["pad"]) == (12, 3, 1)
-    assert g.nodes["s.maxpool"]["args"]["size"] == 2 and g.graph["train"].batch == 25
-    assert graph("s = conv(image, 8 - 2 - 1, size=3)\n").nodes["s"]["args"]["filters"] == 5  # left to right
-    assert graph("param w = 8\ns = conv(image, w, size=3)\n", w="2 * 3").nodes["s"]["args"]["filters"] == 6
+    assert g.nodes["s.maxpool"].args["size"] == 2 and g.graph["train"].batch == 25
+    assert graph("s = conv(image, 8 - 2 - 1, size=3)\n").nodes["s"].args["filters"] == 5  # left to right
+    assert graph("param w = 8\ns = conv(image, w, size=3)\n", w="2 * 3").nodes["s"].args["filters"] == 6
 
 
 def test_blocks_nest_and_take_blocks_and_kinds_as_arguments():
@@ -84,14 +84,14 @@ s = conv(image, 4, size=1) -> stage(4, 2) -> act2(act=tanh)
     g = graph(text)
     assert ordered_inputs(g, "s.stage.first.unit.c1.conv") == ["s.conv"]
     assert "s.stage.first.unit2.c2.relu" in g
-    assert g.nodes["s.act2.y.act"]["kind"] == "tanh"  # named as written, so `--set`s keep the names
+    assert g.nodes["s.act2.y.act"].kind == "tanh"  # named as written, so `--set`s keep the names
 
 
 def test_blocks_inside_towers():
     text = BASIC + "tower on gpu0, gpu1 { t = conv(image, 4, size=1) -> basic(4) }\ns = concat(all t)\n"
     g = graph(text)
     assert {"t.basic.c2.relu@gpu0", "t.basic.c2.relu@gpu1"} <= set(g)
-    assert g.nodes["t.basic.c1.conv@gpu1"]["device"] == "gpu1"
+    assert g.nodes["t.basic.c1.conv@gpu1"].device == "gpu1"
 
 
 def run(tmp_path, capsys, body):
@@ -163,8 +163,8 @@ def test_resnet20_counts_follow_the_blocks_per_stage():
 
     def count(**sets):
         g = compile_graph(example, overrides={k: str(v) for k, v in sets.items()})
-        convs = [n for n, d in g.nodes(data=True) if d["role"] == "layer" and d["kind"] == "conv"]
-        return len(convs), sum(math.prod(s) for _, d in g.nodes(data=True) if d["role"] == "layer"
-                               for s in d["params"].values())
+        convs = [n for n, d in g.nodes(data=True) if d.is_layer and d.kind == "conv"]
+        return len(convs), sum(math.prod(s) for _, d in g.nodes(data=True) if d.is_layer
+                               for s in d.params.values())
     assert count() == (21, 273_258)  # 19 convs of the paper's 20 layers, the 2 projections; the fc
     assert count(n=18)[0] == 6 * 18 + 1 + 2  # ResNet-110

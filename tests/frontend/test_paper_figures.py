@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def stmt_output(g, stmt: str) -> list[tuple[int, ...]]:
     """Output shapes of a statement's last layer, one per tower copy."""
     entry = g.graph["tensors"][stmt]
-    return [g.nodes[n]["shape"] for n in entry["nodes"].values()]
+    return [g.nodes[n].shape for n in entry["nodes"].values()]
 
 
 def merged(g, stmt):
@@ -31,10 +31,10 @@ def test_two_gpu_alexnet_matches_the_paper():
     assert s.macs == 724_406_816
     conv_out = {stmt: merged(g, f"{stmt}") for stmt in ("conv1", "conv2", "conv3", "conv4", "conv5")}
     # The paper quotes layer outputs before pooling: conv1 55x55x96, conv2 27x27x256.
-    assert merged(g, "conv1")[0] == 96 and g.nodes["conv1.conv@gpu0"]["shape"] == (48, 55, 55)
-    assert g.nodes["conv2.conv@gpu0"]["shape"] == (128, 27, 27)
+    assert merged(g, "conv1")[0] == 96 and g.nodes["conv1.conv@gpu0"].shape == (48, 55, 55)
+    assert g.nodes["conv2.conv@gpu0"].shape == (128, 27, 27)
     assert conv_out["conv3"] == (384, 13, 13) and conv_out["conv4"] == (384, 13, 13)
-    assert g.nodes["conv5.conv@gpu0"]["shape"] == (128, 13, 13)
+    assert g.nodes["conv5.conv@gpu0"].shape == (128, 13, 13)
     assert merged(g, "fc6") == (4096,) and merged(g, "fc7") == (4096,) and merged(g, "fc8") == (1000,)
 
 
@@ -51,21 +51,21 @@ def test_cross_gpu_links_are_conv3_fc6_fc7_fc8():
     for stmt in ("conv2", "conv4", "conv5"):
         for dev in ("gpu0", "gpu1"):
             preds = list(g.predecessors(f"{stmt}.conv@{dev}"))
-            assert all(g.nodes[p]["kind"] != "transfer" and g.nodes[p]["device"] == dev for p in preds)
+            assert all(g.nodes[p].kind != "transfer" and g.nodes[p].device == dev for p in preds)
 
 
 def test_one_gpu_alexnet():
     g = compile_graph(EXAMPLES / "alexnet-1gpu.net")
     s = summarise(g, batch=1)
     assert s.parameters == 62_378_344 and not s.links
-    assert {g.nodes[n]["device"] for n in g if g.nodes[n]["role"] == "layer"} == {"gpu0"}
+    assert {g.nodes[n].device for n in g if g.nodes[n].is_layer} == {"gpu0"}
 
 
 def test_set_swaps_activation_and_pooling():
     g = compile_graph(EXAMPLES / "alexnet.net", overrides={"act": "tanh", "pool": "2"})
-    assert g.nodes["conv1.act@gpu0"]["kind"] == "tanh"
-    assert g.nodes["conv1.maxpool@gpu0"]["args"]["size"] == 2
-    assert g.nodes["conv1.maxpool@gpu0"]["shape"] == (48, 27, 27)
+    assert g.nodes["conv1.act@gpu0"].kind == "tanh"
+    assert g.nodes["conv1.maxpool@gpu0"].args["size"] == 2
+    assert g.nodes["conv1.maxpool@gpu0"].shape == (48, 27, 27)
     assert summarise(g, 1).parameters == 60_965_224
 
 
@@ -78,7 +78,7 @@ def test_set_overrides_train_settings():
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.net")), ids=lambda p: p.name)
 def test_every_example_compiles_and_ends_in_a_loss(example):
     g = compile_graph(example)
-    losses = [n for n in g if g.nodes[n]["kind"] == "softmax_loss"]
+    losses = [n for n in g if g.nodes[n].kind == "softmax_loss"]
     assert len(losses) == 1 and g.out_degree(losses[0]) == 0
 
 

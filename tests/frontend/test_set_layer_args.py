@@ -14,24 +14,24 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def test_every_tower_copy_follows_and_only_the_named_layer():
     g = compile_graph(EXAMPLES / "alexnet.net", overrides={"conv1.conv.stride": "3", "fc6.dropout.rate": "0.3"})
     for device in ("gpu0", "gpu1"):
-        assert g.nodes[f"conv1.conv@{device}"]["args"]["stride"] == 3
-        assert g.nodes[f"conv1.conv@{device}"]["shape"] == (48, 73, 73)  # (224 + 4 - 11) // 3 + 1
-        assert g.nodes[f"conv1.maxpool@{device}"]["args"]["stride"] == 2
-        assert g.nodes[f"fc6.dropout@{device}"]["args"]["rate"] == 0.3
-        assert g.nodes[f"fc7.dropout@{device}"]["args"]["rate"] == 0.5
+        assert g.nodes[f"conv1.conv@{device}"].args["stride"] == 3
+        assert g.nodes[f"conv1.conv@{device}"].shape == (48, 73, 73)  # (224 + 4 - 11) // 3 + 1
+        assert g.nodes[f"conv1.maxpool@{device}"].args["stride"] == 2
+        assert g.nodes[f"fc6.dropout@{device}"].args["rate"] == 0.3
+        assert g.nodes[f"fc7.dropout@{device}"].args["rate"] == 0.5
 
 
 def test_the_value_wins_over_a_positional_argument_and_defaults():
     g = compile_graph(EXAMPLES / "lenet.net", overrides={"c1.conv.filters": "8", "c1.conv.init": "gauss(0.1)"})
     conv = g.nodes["c1.conv"]
-    assert conv["args"]["filters"] == 8 and conv["shape"][0] == 8 and conv["args"]["init"].value == 0.1
-    assert g.nodes["c3.conv"]["args"]["init"].value == 0.05  # the defaults still hold elsewhere
+    assert conv.args["filters"] == 8 and conv.shape[0] == 8 and conv.args["init"].value == 0.1
+    assert g.nodes["c3.conv"].args["init"].value == 0.05  # the defaults still hold elsewhere
 
 
 def test_a_block_layer_is_set_in_one_use():
     g = compile_graph(EXAMPLES / "resnet18.net", overrides={"layer1.basic.c1.batchnorm.eps": "0.001"})
-    assert g.nodes["layer1.basic.c1.batchnorm"]["args"]["eps"] == 0.001
-    assert g.nodes["layer1.basic2.c1.batchnorm"]["args"]["eps"] == 1e-5
+    assert g.nodes["layer1.basic.c1.batchnorm"].args["eps"] == 0.001
+    assert g.nodes["layer1.basic2.c1.batchnorm"].args["eps"] == 1e-5
 
 
 def errors(capsys, *settings) -> str:

@@ -49,8 +49,8 @@ def make_run(directory: Path, source: str = TWO_TOWER, overrides: dict | None = 
     net = network_from_source(source, f"{directory.name}.net", overrides)
     ex = net.executor(backend="reference", batch=2, seed=seed)
     ex.set_params(well_scaled(ex, seed))
-    label = next(n for n in net.graph if net.graph.nodes[n].get("label"))
-    count = classes or net.graph.nodes[label]["shape"][0]
+    label = next(n for n in net.graph if net.graph.nodes[n].label)
+    count = classes or net.graph.nodes[label].shape[0]
     names = [f"c{i}" for i in range(count)]
     write_config(directory, {"file": f"{directory.name}.net", "source": source, "overrides": overrides,
                              "data": "", "backend": "reference", "classes": names, "class_names": names,

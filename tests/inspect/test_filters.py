@@ -18,7 +18,7 @@ def alexnet():
     net = netdsl.load(EXAMPLES / "alexnet.net")
     r = np.random.default_rng(0)
     return net, {f"{n}.{p}": r.standard_normal(shape).astype(np.float32) for n, d in net.graph.nodes(data=True)
-                 if d.get("kind") == "conv" and d.get("role") == "layer" for p, shape in d["params"].items()}
+                 if d.kind == "conv" and d.is_layer for p, shape in d.params.items()}
 
 
 def test_two_towers_give_two_rgb_panels_with_every_kernel_stretched(tmp_path, alexnet):

@@ -17,6 +17,7 @@ ort = pytest.importorskip("onnxruntime", reason="the `onnx` extra is not install
 from onnx import TensorProto, helper  # noqa: E402
 
 from netdsl.inspect.onnx_export import MAPPERS, SKIPPED, Builder, onnx_model  # noqa: E402
+from netdsl.nodes import Node  # noqa: E402
 
 RTOL = 1e-4
 
@@ -46,7 +47,7 @@ def run_onnx(model, images):
 def network_error(net, seed=0) -> float:
     ex = net.executor(backend="reference", batch=2, seed=seed)
     ex.set_params(well_scaled(ex, seed))
-    shape = net.graph.nodes[ex.image_input]["shape"]
+    shape = net.graph.nodes[ex.image_input].shape
     images = np.random.default_rng(seed).standard_normal((2, *shape)).astype(np.float32)
     expected = ex.forward(images)
     logits, probabilities = run_onnx(onnx_model(net.graph, dict(ex.params)), images)
@@ -73,7 +74,7 @@ def test_each_kind_on_its_examples(kind):
         b = Builder({f"y.{p}": v for p, v in params.items()})
         for i, s in enumerate(shapes):
             b.shapes[f"x{i}"] = s
-        MAPPERS[kind](b, "y", {"kind": kind, "args": a, "shape": out_shape}, [f"x{i}" for i in range(len(shapes))])
+        MAPPERS[kind](b, "y", Node(kind=kind, args=a, shape=out_shape), [f"x{i}" for i in range(len(shapes))])
         graph = helper.make_graph(
             b.nodes, "one", [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [2, *s])
                              for i, s in enumerate(shapes)],

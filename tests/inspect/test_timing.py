@@ -52,17 +52,17 @@ def test_layer_times_cover_every_layer_and_leave_the_kinds_untouched():
     ex = net.executor(backend="reference", batch=2)
     images, labels = random_batch(net, 2)
     times = reference_layer_times(ex, images, labels)
-    layers = [n for n, d in net.graph.nodes(data=True) if d["role"] == "layer"]
+    layers = [n for n, d in net.graph.nodes(data=True) if d.is_layer]
     assert set(times) == set(layers)
     for node in layers:
-        if net.graph.nodes[node].get("params"):
+        if net.graph.nodes[node].params:
             assert times[node][0] > 0 and times[node][1] > 0, node
     assert all("forward" not in vars(layer) and "backward" not in vars(layer) for layer in REGISTRY.values())
     assert ex.steps == 1  # it timed a real step
 
     twin = TorchTwin(net.graph, dict(ex.params))
     torch_times = torch_layer_times(twin, torch.from_numpy(images), torch.from_numpy(labels))
-    assert set(torch_times) >= set(n for n in layers if net.graph.nodes[n]["kind"] != "softmax_loss")
+    assert set(torch_times) >= set(n for n in layers if net.graph.nodes[n].kind != "softmax_loss")
     assert torch_times["c1.conv@gpu0"][0] > 0 and torch_times["c1.conv@gpu0"][1] > 0
 
 

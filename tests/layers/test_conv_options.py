@@ -27,11 +27,11 @@ def conv_node(args: str, params: str = ""):
 ])
 def test_shapes_parameters_and_multiply_adds(args, shape, weight, macs):
     node = conv_node(args)
-    assert node["shape"] == shape and node["params"]["weight"] == weight and node["macs"] == macs
+    assert node.shape == shape and node.params["weight"] == weight and node.macs == macs
 
 
 def test_a_param_may_hold_a_pair():
-    assert conv_node("6, size=k, pad=same", "param k = [1, 5]\n")["shape"] == (6, 9, 8)
+    assert conv_node("6, size=k, pad=same", "param k = [1, 5]\n").shape == (6, 9, 8)
 
 
 # (argument list, expected column, words the message must contain)

@@ -27,7 +27,7 @@ def test_each_body_is_rendered_once(alexnet_graph, monkeypatch):
     module = importlib.import_module("netdsl.passes.lower")  # the package exports a function of that name
     monkeypatch.setattr(module, "render_layer", lambda *a: calls.append(a) or real(*a))
     plan = plan_step(alexnet_graph, 2, "c", lambda d: "host")
-    layers = [n for n, d in alexnet_graph.nodes(data=True) if d["role"] == "layer" and d["kind"] != "transfer"]
+    layers = [n for n, d in alexnet_graph.nodes(data=True) if d.is_layer and d.kind != "transfer"]
     assert len(calls) < len(layers) / 1.4  # the towers share
     assert len({c[1] for c in calls}) == len(calls)  # one rendering per body name
     by_node = {}

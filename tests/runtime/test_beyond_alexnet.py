@@ -72,7 +72,7 @@ def test_set_norm_identity_removes_the_layer():
     removed = compile_graph(text=NORMALISED, overrides={"norm": "identity"}, training=True)
     kept = compile_graph(text=NORMALISED, training=True)
     absent = compile_graph(text=NORMALISED.replace(" -> norm", ""), training=True)
-    assert removed.nodes["c1.norm"]["kind"] == "identity" and kept.nodes["c1.norm"]["kind"] == "lrn"
+    assert removed.nodes["c1.norm"].kind == "identity" and kept.nodes["c1.norm"].kind == "lrn"
     images, _ = data(absent, 2)
     without = ReferenceExecutor(absent, 2, seed=3)
     for graph, same in ((removed, True), (kept, False)):
@@ -113,7 +113,7 @@ def test_nin_example_matches_a_torch_twin():
     twin = torch.nn.Sequential(*[torch.nn.Conv2d(i, o, k) for i, o, k in widths])
     expected = sum(v.numel() for v in twin.parameters())
     assert expected == 966_986
-    assert sum(int(np.prod(s)) for n in net.graph for s in net.graph.nodes[n].get("params", {}).values()) == expected
+    assert sum(int(np.prod(s)) for n in net.graph for s in net.graph.nodes[n].params.values()) == expected
 
     ex = net.executor(backend="reference", batch=2, seed=0)
     ex.set_params(well_scaled_params(ex))
@@ -143,7 +143,7 @@ def test_spatial_lrn_needs_an_odd_window():
     with pytest.raises(NetDslError, match="region=within needs an odd size"):
         compile_graph(text=text)
     graph = compile_graph(text=NORMALISED.replace("size = 3;", "size = 3; region = within;"))
-    assert graph.nodes["c1.norm"]["args"]["region"] == "within"
+    assert graph.nodes["c1.norm"].args["region"] == "within"
 
 
 def resnet20(F, p, x, train):
@@ -206,5 +206,5 @@ def test_readme_residual_block_compiles():
     block = readme.split("A residual block (")[1].split("```\n")[1]
     text = "input image : 3 x 8 x 8\ninput label : 4 classes\n" + block + "s = fc(b2, 4)\nloss = softmax_loss(s, label)\n"
     g = compile_graph(text=text, training=True)
-    assert g.nodes["b2.add"]["shape"] == (32, 4, 4)
+    assert g.nodes["b2.add"].shape == (32, 4, 4)
     assert "stem.relu:gradsum" in g  # the shortcut's gradient: branch plus add

@@ -70,10 +70,10 @@ def _literal(value) -> str:
 
 
 def data(graph, batch: int, seed: int = 0):
-    node = next(n for n, d in graph.nodes(data=True) if d["role"] == "input" and not d["label"])
-    classes = next(d["shape"][0] for _, d in graph.nodes(data=True) if d["role"] == "input" and d["label"])
+    node = next(n for n, d in graph.nodes(data=True) if d.is_input and not d.label)
+    classes = next(d.shape[0] for _, d in graph.nodes(data=True) if d.is_input and d.label)
     gen = np.random.default_rng(seed)
-    images = gen.standard_normal((batch,) + tuple(graph.nodes[node]["shape"])).astype(np.float32)
+    images = gen.standard_normal((batch,) + tuple(graph.nodes[node].shape)).astype(np.float32)
     return images, gen.integers(0, classes, batch)
 
 
@@ -191,7 +191,7 @@ def seed_without_relu_ties(graph, batch: int, first: int = 5, tries: int = 10) -
     (0.6% of a gradient). Such a seed tests nothing but the tie. The margin is
     each layer's smallest |input| over its largest; without ReLUs, `first`."""
     images, labels = data(graph, batch)
-    relus = [n for n in graph if graph.nodes[n].get("kind") == "relu" and graph.nodes[n]["role"] == "layer"]
+    relus = [n for n in graph if graph.nodes[n].kind == "relu" and graph.nodes[n].is_layer]
     if not relus:
         return first
 
@@ -307,7 +307,7 @@ def _written_before_read(program) -> None:
 def test_transfers_are_shared_on_one_host_and_copied_between_devices():
     graph = netdsl.load(EXAMPLES / "alexnet.net").graph
     transfers = {n: next(iter(graph.predecessors(n))) for n, d in graph.nodes(data=True)
-                 if d["role"] == "layer" and "transfer" in REGISTRY[d["kind"]].traits}
+                 if d.is_layer and "transfer" in REGISTRY[d.kind].traits}
     assert len(transfers) == 7
     shared = plan_step(graph, 1, "c", placement=lambda device: "host")
     apart = plan_step(graph, 1, "c")

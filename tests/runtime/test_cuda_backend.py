@@ -36,8 +36,8 @@ def pair(example, batch, devices):
     ref = net.executor(backend="reference", batch=batch, seed=1)
     gpu = net.executor(backend="cuda", batch=batch, seed=1, devices=devices)
     gpu.set_params(ref.params)
-    shape = net.graph.nodes["image"]["shape"]
-    classes = net.graph.nodes["label"]["shape"][0]
+    shape = net.graph.nodes["image"].shape
+    classes = net.graph.nodes["label"].shape[0]
     r = np.random.default_rng(0)
     return ref, gpu, r.standard_normal((batch,) + tuple(shape)).astype(np.float32), r.integers(0, classes, batch)
 

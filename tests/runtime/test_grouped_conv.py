@@ -60,8 +60,8 @@ def test_alexnet_groups_has_the_two_gpu_weights_and_no_transfers():
     s, t = summarise(one, batch=128), summarise(two_gpu, batch=128)
     assert s.parameters == t.parameters == 60_965_224
     assert s.macs == t.macs == 724_406_816
-    assert not s.links and not any(d["kind"] == "transfer" for _, d in one.nodes(data=True))
+    assert not s.links and not any(d.kind == "transfer" for _, d in one.nodes(data=True))
     for stmt in ("conv2", "conv4", "conv5"):
-        filters, per_group, kh, kw = one.nodes[f"{stmt}.conv"]["params"]["weight"]
-        tower = two_gpu.nodes[f"{stmt}.conv@gpu0"]["params"]["weight"]
+        filters, per_group, kh, kw = one.nodes[f"{stmt}.conv"].params["weight"]
+        tower = two_gpu.nodes[f"{stmt}.conv@gpu0"].params["weight"]
         assert (filters, per_group, kh, kw) == (2 * tower[0],) + tuple(tower[1:])

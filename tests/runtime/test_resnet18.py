@@ -64,14 +64,14 @@ def torch_macs(model, size: int) -> int:
 def test_resnet18_is_short_and_counts_as_torchvision():
     assert len(FILE.read_text().splitlines()) < 40
     g = compile_graph(FILE)
-    params = sum(math.prod(s) for _, d in g.nodes(data=True) if d["role"] == "layer" for s in d["params"].values())
-    macs = sum(d["macs"] for _, d in g.nodes(data=True) if d["role"] == "layer")
+    params = sum(math.prod(s) for _, d in g.nodes(data=True) if d.is_layer for s in d.params.values())
+    macs = sum(d.macs for _, d in g.nodes(data=True) if d.is_layer)
     without = module_twin()
     assert params == sum(p.numel() for p in without.parameters()) == 11_689_512  # torchvision's figure
-    convs = [d for _, d in g.nodes(data=True) if d.get("kind") == "conv"]
-    assert len(convs) == 20 and not any("bias" in d["params"] for d in convs)
+    convs = [d for _, d in g.nodes(data=True) if d.kind == "conv"]
+    assert len(convs) == 20 and not any("bias" in d.params for d in convs)
     assert macs == torch_macs(without, 224) == 1_814_073_344
-    assert g.nodes["scores.fc"]["shape"] == (1000,) and g.nodes["layer4.basic.c2.relu"]["shape"] == (512, 7, 7)
+    assert g.nodes["scores.fc"].shape == (1000,) and g.nodes["layer4.basic.c2.relu"].shape == (512, 7, 7)
 
 
 def functional_twin(F, p, x, train):

@@ -34,13 +34,13 @@ def module_twin():
 
 def test_vgg16_counts_as_torchvision():
     g = compile_graph(FILE)
-    layers = [d for _, d in g.nodes(data=True) if d["role"] == "layer"]
-    params = sum(math.prod(s) for d in layers for s in d["params"].values())
+    layers = [d for _, d in g.nodes(data=True) if d.is_layer]
+    params = sum(math.prod(s) for d in layers for s in d.params.values())
     model = module_twin()
     assert params == sum(p.numel() for p in model.parameters()) == 138_357_544  # torchvision's figure
-    assert sum(d["macs"] for d in layers) == torch_macs(model, 224) == 15_470_264_320
-    assert sum(d["kind"] == "conv" for d in layers) == 13
-    assert g.nodes["stage5.maxpool"]["shape"] == (512, 7, 7) and g.nodes["fc8"]["shape"] == (1000,)
+    assert sum(d.macs for d in layers) == torch_macs(model, 224) == 15_470_264_320
+    assert sum(d.kind == "conv" for d in layers) == 13
+    assert g.nodes["stage5.maxpool"].shape == (512, 7, 7) and g.nodes["fc8"].shape == (1000,)
 
 
 def functional_twin(F, p, x):

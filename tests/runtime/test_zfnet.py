@@ -35,13 +35,13 @@ def module_twin():
 
 def test_zfnet_counts_and_map_sizes_are_the_papers():
     g = compile_graph(FILE)
-    layers = [d for _, d in g.nodes(data=True) if d["role"] == "layer"]
+    layers = [d for _, d in g.nodes(data=True) if d.is_layer]
     model = module_twin()
-    assert sum(math.prod(s) for d in layers for s in d["params"].values()) == sum(
+    assert sum(math.prod(s) for d in layers for s in d.params.values()) == sum(
         p.numel() for p in model.parameters()) == 62_357_608
-    assert sum(d["macs"] for d in layers) == torch_macs(model, 224) == 1_168_032_896
+    assert sum(d.macs for d in layers) == torch_macs(model, 224) == 1_168_032_896
     # Figure 3's sizes: 110 after conv1, 55 after pool 1, 26 after conv2, 13 after pool 2, 6 after pool 5.
-    sizes = {n: g.nodes[n]["shape"] for n in ("conv1.conv", "conv1.lrn", "conv2.conv", "conv2.lrn", "conv5.maxpool")}
+    sizes = {n: g.nodes[n].shape for n in ("conv1.conv", "conv1.lrn", "conv2.conv", "conv2.lrn", "conv5.maxpool")}
     assert sizes == {"conv1.conv": (96, 110, 110), "conv1.lrn": (96, 55, 55), "conv2.conv": (256, 26, 26),
                      "conv2.lrn": (256, 13, 13), "conv5.maxpool": (256, 6, 6)}
     with torch.no_grad():
@@ -65,6 +65,6 @@ def functional_twin(F, p, x):
 @pytest.mark.slow
 def test_zfnet_logits_and_gradients_match_the_twin(tmp_path):
     ex = small_executor(FILE, tmp_path, 63)
-    assert ex.g.nodes["conv1.maxpool"]["shape"] == (96, 15, 15)  # 30 -> 15: a partial last window
+    assert ex.g.nodes["conv1.maxpool"].shape == (96, 15, 15)  # 30 -> 15: a partial last window
     images = np.random.default_rng(4).standard_normal((2, 3, 63, 63)).astype(np.float32)
     assert_matches_twin(ex, functional_twin, images, np.array([1, 500]))
