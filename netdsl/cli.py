@@ -13,6 +13,7 @@ from . import passes
 from . import argtypes
 from .compiler import compile_graph
 from .errors import NetDslError, format_error
+from .graph_ops import forward_nodes
 from .inspect.transforms import TRANSFORMS
 from .userpaths import check_out_dir
 
@@ -144,7 +145,7 @@ def cmd_compile(args) -> int:
     g = compile_graph(args.file, overrides=parse_sets(args.set), after=after, training=training)
     out = Path(args.output or Path("out") / g.graph["network"])
     out.mkdir(parents=True, exist_ok=True)
-    forward = g.subgraph(n for n, d in g.nodes(data=True) if d.role.forward)
+    forward = g.subgraph(forward_nodes(g))
     (out / "graph.json").write_text(graph_json(forward))
     (out / "graph.dot").write_text(graph_dot(forward))
     written = ["graph.json", "graph.dot"]
