@@ -6,7 +6,7 @@ copied) side by side, and the ratio of the times.
 
 Per-layer times come from the executor itself: the reference executor's
 layer kinds are timed as it calls them, and the cpu executor times each of
-its launches (`timed_step`, read in `cpu_layer_times` only). A layer's time
+its launches (`timed_step`, read in `planned_layer_times` only). A layer's time
 is what was spent in it alone; the step time is measured whole, so it also
 holds what falls between layers (gradient sums, the optimiser, Python)."""
 from __future__ import annotations
@@ -53,8 +53,9 @@ def reference_layer_times(ex, images, labels) -> dict[str, list[float]]:
     return dict(times)
 
 
-def cpu_layer_times(ex, images, labels) -> dict[str, list[float]]:
-    """node -> [forward s, backward s] from the cpu executor's own per-launch timing."""
+def planned_layer_times(ex, images, labels) -> dict[str, list[float]]:
+    """node -> [forward s, backward s] from a planned executor's own per-launch timing
+    (each launch waited for on its own: on a GPU, launch latency is in each figure)."""
     times = defaultdict(lambda: [0.0, 0.0])
     for step, phase, seconds in ex.timed_step(images, labels):
         node = str(step.node).split(":", 1)[0]  # `x:backward`, `x:gradsum` count towards x
@@ -63,25 +64,34 @@ def cpu_layer_times(ex, images, labels) -> dict[str, list[float]]:
     return dict(times)
 
 
-LAYER_TIMERS = {"reference": reference_layer_times, "cpu": cpu_layer_times}
+LAYER_TIMERS = {"reference": reference_layer_times, "cpu": planned_layer_times, "cuda": planned_layer_times}
 
 
 def torch_layer_times(twin, images, labels) -> dict[str, list[float]]:
     """node -> [forward s, backward s] of one torch step. Backward: from the moment a node's output
-    gradient is ready (a tensor hook) to the next such moment, as CPU autograd runs one op at a time."""
+    gradient is ready (a tensor hook) to the next such moment, as autograd runs one op at a time
+    (on a GPU each stamp first waits for the device, so the figures are per layer too)."""
     times = defaultdict(lambda: [0.0, 0.0])
     stamps = []
+    sync = twin.synchronize
+    sync()
     last = [time.perf_counter()]
 
+    def stamp(node) -> None:  # a hook that returns None leaves the gradient as it is
+        sync()
+        stamps.append((time.perf_counter(), node))
+
     def timer(node, tensor):
+        sync()
         now = time.perf_counter()
         times[node][0] += now - last[0]
         last[0] = now
         if tensor.requires_grad:
-            tensor.register_hook(lambda grad, node=node: stamps.append((time.perf_counter(), node)))
+            tensor.register_hook(lambda grad, node=node: stamp(node))
 
     loss = twin.forward(images, labels, train=True, timer=timer)
     loss.backward()
+    sync()
     stamps.append((time.perf_counter(), None))
     for (t0, node), (t1, _) in zip(stamps, stamps[1:]):
         times[node][1] += t1 - t0
@@ -115,15 +125,16 @@ def time_netdsl(net, backend: str, batch: int, repeats: int):
     return ex, layers, step
 
 
-def time_torch(net, params: dict, batch: int, repeats: int):
-    """(per-layer medians, step seconds) of the twin: forward, backward and an SGD update."""
+def time_torch(net, params: dict, batch: int, repeats: int, device: str = "cpu"):
+    """(per-layer medians, step seconds) of the twin on `device` ("cpu" or "cuda", PyTorch's
+    defaults for each): forward, backward and an SGD update."""
     try:
         import torch
     except ImportError:
         raise NetDslError("--torch needs PyTorch", hint="pip install torch") from None
     from .torch_twin import TorchTwin
-    twin = TorchTwin(net.graph, params)
-    images, labels = (torch.from_numpy(a) for a in random_batch(net, batch))
+    twin = TorchTwin(net.graph, params, device)
+    images, labels = (torch.from_numpy(a).to(device) for a in random_batch(net, batch))
     opt = net.train.optimizer.kwargs
     sgd = torch.optim.SGD(twin.parameters(), lr=opt["lr"], momentum=opt["momentum"],
                           weight_decay=opt["weight_decay"])
@@ -132,6 +143,7 @@ def time_torch(net, params: dict, batch: int, repeats: int):
         sgd.zero_grad(set_to_none=True)
         twin.forward(images, labels, train=True).backward()
         sgd.step()
+        twin.synchronize()
 
     seconds = median_seconds(step, repeats)
     torch_layer_times(twin, images, labels)  # warm-up of the hooked path
@@ -140,7 +152,7 @@ def time_torch(net, params: dict, batch: int, repeats: int):
 
 
 def report(net, backend: str, layers, step: float, batch: int, repeats: int, torch_layers=None,
-           torch_step: float | None = None) -> str:
+           torch_step: float | None = None, torch_device: str = "cpu") -> str:
     g = net.graph
     rows = forward_layers(g)
     width = max(len("layer"), *(len(n) for n in rows))
@@ -173,8 +185,9 @@ def report(net, backend: str, layers, step: float, batch: int, repeats: int, tor
     lines.append("")
     lines.append(f"netdsl {backend}: {step * 1e3:.1f} ms per training step, {batch / step:,.1f} images/s")
     if torch_step is not None:
-        lines.append(f"pytorch cpu: {torch_step * 1e3:.1f} ms per training step, {batch / torch_step:,.1f} images/s "
-                     f"({torch_threads()} threads)")
+        where = f"{torch_threads()} threads" if torch_device == "cpu" else torch_device_name()
+        lines.append(f"pytorch {torch_device}: {torch_step * 1e3:.1f} ms per training step, "
+                     f"{batch / torch_step:,.1f} images/s ({where})")
         lines.append(f"netdsl/torch step time: {step / torch_step:.2f} (below 1: netdsl is faster)")
     return "\n".join(lines)
 
@@ -184,12 +197,18 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def torch_device_name() -> str:
+    import torch
+    return torch.cuda.get_device_name()
+
+
 def time_network(file: str, overrides: dict, backend: str, batch: int | None, repeats: int, with_torch: bool) -> str:
     import netdsl
     net = netdsl.load(file, overrides)
     batch = batch or net.train.batch
     ex, layers, step = time_netdsl(net, backend, batch, repeats)
     torch_layers = torch_step = None
+    device = "cuda" if ex.backend == "cuda" else "cpu"  # the twin runs where netdsl ran
     if with_torch:
-        torch_layers, torch_step = time_torch(net, dict(ex.params), batch, repeats)
-    return report(net, ex.backend, layers, step, batch, repeats, torch_layers, torch_step)
+        torch_layers, torch_step = time_torch(net, dict(ex.params), batch, repeats, device)
+    return report(net, ex.backend, layers, step, batch, repeats, torch_layers, torch_step, device)

@@ -67,9 +67,9 @@ class TorchTwin:
     """forward(images, labels=None, train=False, timer=None) -> scores, or the loss given labels.
     `timer(node, tensor)` is called after each node, for per-layer timing."""
 
-    def __init__(self, g, params: dict):
+    def __init__(self, g, params: dict, device: str = "cpu"):
         import torch
-        self.torch, self.g, self.ops = torch, g, _ops()
+        self.torch, self.g, self.ops, self.device = torch, g, _ops(), device
         self.order = layers(g)
         self.inputs = {n: ordered_inputs(g, n) for n in self.order}
         for node in self.order:
@@ -81,7 +81,7 @@ class TorchTwin:
         self.scores = ordered_inputs(g, self.loss)[0]
         self.image = image_input(g)
         self.label = label_input(g)
-        self.params = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in params.items()}
+        self.params = {k: torch.nn.Parameter(torch.from_numpy(v.copy()).to(device)) for k, v in params.items()}
         self.node_params = {n: {p: self.params[f"{n}.{p}"] for p in g.nodes[n].params} for n in self.order}
         self.node_state = {n: self._state(n) for n in self.order}  # running statistics, torch's own
 
@@ -90,10 +90,16 @@ class TorchTwin:
         d = self.g.nodes[node]
         layer = REGISTRY[d.kind]
         shapes = layer.state_shapes(d.args, [tuple(self.g.nodes[u].shape) for u in self.inputs[node]])
-        return {s: self.torch.full(shape, float(layer.state_init(d.args, s))) for s, shape in shapes.items()}
+        return {s: self.torch.full(shape, float(layer.state_init(d.args, s)), device=self.device)
+                for s, shape in shapes.items()}
 
     def parameters(self):
         return list(self.params.values())
+
+    def synchronize(self) -> None:
+        """Wait for the device (a no-op on the CPU): timings read the host clock."""
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
 
     def forward(self, images, labels=None, train: bool = False, timer=None):
         values = {self.image: images}

@@ -11,7 +11,7 @@ from networks import EXAMPLES, TWO_TOWER, well_scaled
 
 import netdsl
 from netdsl.cli import main
-from netdsl.inspect.timing import cpu_layer_times, random_batch, reference_layer_times, torch_layer_times
+from netdsl.inspect.timing import planned_layer_times, random_batch, reference_layer_times, torch_layer_times
 from netdsl.layers import REGISTRY
 from netdsl.train.launch import network_from_source
 
@@ -70,7 +70,7 @@ def test_cpu_launches_are_summed_per_layer():
     steps = [(SimpleNamespace(node="c1"), "forward", 0.5), (SimpleNamespace(node="c1:backward"), "backward", 0.25),
              (SimpleNamespace(node="c1:gradsum"), "backward", 0.125), (SimpleNamespace(node="c1"), "update", 9.0)]
     ex = SimpleNamespace(timed_step=lambda images, labels: steps)
-    assert cpu_layer_times(ex, None, None) == {"c1": [0.5, 0.375]}
+    assert planned_layer_times(ex, None, None) == {"c1": [0.5, 0.375]}
 
 
 def test_time_command_prints_a_row_per_layer_and_the_torch_column(capsys):

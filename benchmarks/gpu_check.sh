@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The device check: run once on a lent GPU machine, from a fresh copy of the repository.
+#
+#   bash benchmarks/gpu_check.sh [KIT]    # KIT: the PyCUDA kit folder (default ../shared/device)
+#
+# Builds PyCUDA from the kit (no package index there), runs the tests marked gpu, then
+# times a training step of the two-tower AlexNet and the CIFAR net at batch 128 with
+# netdsl's cuda backend beside the PyTorch twin on the same card (benchmarks/gpu_step.py).
+# Logs and the figures as JSON go to $OUT when it is set (else ./gpu-check). Each stage has
+# its own time limit, so one that hangs cannot eat the others' time.
+set -u
+cd "$(dirname "$0")/.."
+kit=${1:-../shared/device}
+out=${OUT:-gpu-check}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 NETDSL_CACHE=/tmp/netdsl-cache
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/nvidia-smi.txt"
+t0=$SECONDS
+source "$kit/install-pycuda.sh" || exit 1
+echo "pycuda built in $((SECONDS - t0)) s"
+t0=$SECONDS
+timeout "${GPU_TESTS_S:-200}" python3 -m pytest -m gpu -q -rs -p no:cacheprovider 2>&1 | tee "$out/pytest-gpu.log" | tail -n 40
+echo "pytest -m gpu: $((SECONDS - t0)) s"
+t0=$SECONDS
+timeout "${GPU_STEP_S:-240}" python3 benchmarks/gpu_step.py --json "$out/gpu_step.json" ${GPU_STEP_ARGS:-} 2>&1 | tee "$out/gpu_step.log"
+echo "gpu_step: $((SECONDS - t0)) s"
