@@ -146,6 +146,7 @@ class Plan:
     grad_checks: list[tuple[str, TensorRef, str]]  # (layer, tensor, what), for the guard's report
     placement: dict[str, str]            # logical device -> physical device (the arena's name)
     host_reads: frozenset[TensorRef] = frozenset()  # read by the host after the forward pass
+    precision: str = "fp32"              # of every matrix product: fp32, tf32 or bf16
     arenas: dict[str, Arena] = field(default_factory=dict)   # set by plan_memory
     sync: dict[int, Sync] = field(default_factory=dict)      # set by schedule; keyed by step index
 

@@ -143,8 +143,9 @@ class Tensor:
 class Declarations:
     """The helpers a template calls; they know the node, the target and its launches."""
 
-    def __init__(self, target: Target, kind: str, node: str, line: int, ident: str):
+    def __init__(self, target: Target, kind: str, node: str, line: int, ident: str, precision: str = "fp32"):
         self.target, self.kind, self.node, self.line, self.ident = target, kind, node, line, ident
+        self.precision = precision  # of the matrix products: "fp32", "tf32" or "bf16"
         self.gemms: list[GemmVariant] = []
 
     def _kernel(self, name, args, launch, shape, purpose) -> Kernel:
@@ -180,7 +181,7 @@ class Declarations:
         _check_extent(where, a, k if trans_a else m, m if trans_a else k, lda, batch, stride_a)
         _check_extent(where, b, n if trans_b else k, k if trans_b else n, ldb, batch, stride_b)
         _check_extent(where, c, m, n, ldc, batch, stride_c)
-        variant, launch = self.target.gemm(trans_a, trans_b, m, n, batch, tile)
+        variant, launch = self.target.gemm(trans_a, trans_b, m, n, batch, tile, precision=self.precision, k=k)
         if variant not in self.gemms:
             self.gemms.append(variant)
 
@@ -216,7 +217,7 @@ def complete_args(kind: str, args: dict) -> dict:
 
 
 def render_layer(kind: str, node: str, source_line: int, args: dict, in_shapes, out_shape, batch: int,
-                 target: str) -> KernelSource:
+                 target: str, precision: str = "fp32") -> KernelSource:
     """Kernels of one layer instance (`node`, written at `source_line`) at a fixed batch size."""
     layer = REGISTRY[kind]
     tgt = TARGETS[target]
@@ -225,7 +226,7 @@ def render_layer(kind: str, node: str, source_line: int, args: dict, in_shapes, 
     out = Tensor(Buffer("y", "output", batch * math.prod(out_shape)), tuple(out_shape))
     params = {name: Tensor(Buffer(name, "param", math.prod(shape)), tuple(shape))
               for name, shape in layer.param_shapes(a, [tuple(s) for s in in_shapes]).items()}
-    declare = Declarations(tgt, kind, node, source_line, c_identifier(node))
+    declare = Declarations(tgt, kind, node, source_line, c_identifier(node), precision)
     try:
         template = environment().get_template(f"{kind}.j2")
     except jinja2.TemplateNotFound:

@@ -45,7 +45,7 @@ class Target:
         raise NotImplementedError
 
     def gemm(self, trans_a: bool, trans_b: bool, m: int, n: int, batch: int,
-             tile: tuple[int, int] | None = None) -> tuple[GemmVariant, Launch]:
+             tile: tuple[int, int] | None = None, precision: str = "fp32", k: int = 0) -> tuple[GemmVariant, Launch]:
         raise NotImplementedError
 
 
@@ -56,7 +56,7 @@ class CTarget(Target):
     def rows_launch(self, rows, cols):
         return Launch()
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None):
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0):
         name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}"
         return GemmVariant(name, trans_a, trans_b), Launch()
 
@@ -72,7 +72,7 @@ class CudaTarget(Target):
             threads *= 2
         return Launch((max(1, min(rows, MAX_BLOCKS)), 1, 1), (threads, 1, 1))
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None):
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0):
         if tile is not None:
             if tuple(tile) not in GEMM_TILES:
                 raise ValueError(f"no {tile} tile; the CUDA matrix product has {GEMM_TILES}")

@@ -47,10 +47,12 @@ def pass_names() -> list[str]:
 
 
 def plan_step(g: nx.DiGraph, batch: int, target: str, placement: Callable[[str], str] = lambda device: device,
-              reuse: bool = True, after: Callable[[str, Plan], None] | None = None) -> Plan:
+              reuse: bool = True, after: Callable[[str, Plan], None] | None = None,
+              precision: str = "fp32") -> Plan:
     """The training step of a training graph at `batch` for `target` ("c" or "cuda"), with
-    logical devices placed by `placement`; `reuse=False` gives every tensor its own bytes."""
-    plan = lower(g, batch, target, placement)
+    logical devices placed by `placement` and matrix products in `precision`; `reuse=False`
+    gives every tensor its own bytes."""
+    plan = lower(g, batch, target, placement, precision)
     if after is not None:
         after("lower", plan)
     for name, fn in PLAN_PASSES:

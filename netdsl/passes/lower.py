@@ -38,13 +38,14 @@ from ..step import Call, Copy, Plan, TensorInfo, TensorRef
 
 
 def lower(g: nx.DiGraph, batch: int, target: str,
-          placement: Callable[[str], str] = lambda device: device) -> Plan:
-    return _Lowering(g, batch, target, placement).plan()
+          placement: Callable[[str], str] = lambda device: device, precision: str = "fp32") -> Plan:
+    return _Lowering(g, batch, target, placement, precision).plan()
 
 
 class _Lowering:
-    def __init__(self, g, batch, target, placement):
+    def __init__(self, g, batch, target, placement, precision):
         self.g, self.batch, self.target, self.placement = g, batch, target, placement
+        self.precision = precision  # of every matrix product (precision.py decides it)
         self.bodies: dict[tuple, KernelSource] = {}  # what a body computes -> its rendering
         self.stems: set[str] = set()
         self.layer_source: dict[str, KernelSource] = {}
@@ -72,7 +73,8 @@ class _Lowering:
         key = ("layer", d.kind, repr(sorted(d.args.items())), in_shapes, out_shape)
         stem = f"{d.kind}_{'_'.join(_shape_tag(s) for s in in_shapes)}_to_{_shape_tag(out_shape)}"
         return self._body(key, stem, lambda name: render_layer(
-            d.kind, name, self._line(node), d.args, in_shapes, out_shape, self.batch, self.target))
+            d.kind, name, self._line(node), d.args, in_shapes, out_shape, self.batch, self.target,
+            self.precision))
 
     def _line(self, node: str) -> int:
         pos = self.g.nodes[node].pos
@@ -149,7 +151,8 @@ class _Lowering:
             inputs={n: t for n, t in values.items() if self.g.nodes[n].is_input},
             values=values, param_grads={p.param_name: p for p in params if p in tensors},
             grad_checks=[(n, self.resolve(t), w) for n, t, w in self.grad_checks if self.resolve(t) in tensors],
-            placement={d: str(self.placement(d)) for d in sorted(devices)}, host_reads=host_reads)
+            placement={d: str(self.placement(d)) for d in sorted(devices)}, host_reads=host_reads,
+            precision=self.precision)
 
     def _forward_layer(self, node: str) -> None:
         d = self.g.nodes[node]
