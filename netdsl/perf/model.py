@@ -20,6 +20,7 @@ reports are the useful 2mnk x batch.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from ..codegen.nvcc import Resources
@@ -28,8 +29,10 @@ from .devices import Device
 
 # Fractions of a peak a kernel of a kind reaches; see Params and docs/gpu.md.
 GEMM_EFFICIENCY = {
-    # The SIMT sgemm of gemm_cuda.j2: calibrated on the 2026-12-04 H200 run (43 launches,
-    # 279.9 ms); a tuned SIMT sgemm reaches 78-94% of cuBLAS (GPU.md §2.5), this one far less.
+    # The SIMT sgemm of gemm_cuda.j2 with an SM full of its blocks: a vectorised 2-D tiled
+    # SIMT sgemm reaches 78% of cuBLAS (GPU.md §2.5); with Params.gemm_step_latency_ns,
+    # calibrated on the 2026-12-04 H200 run (43 launches, 279.9 ms), where the k-steps'
+    # waits, not this rate, set most launches' time.
     "fp32": 0.70,
     # Tensor-core variants are not measured yet: WMMA TF32 with cp.async reached about 80%
     # of cuBLAS TF32 and cuBLAS 86% of the A100's TF32 peak (GPU.md §2.5); mma.sync on sm_90
@@ -97,13 +100,12 @@ class LaunchCost:
     us: float             # the launch alone: body + launch latency
     precision: str
     notes: tuple[str, ...] = ()
+    launch_latency_us: float = 0.0
+    dram_bytes: float = 0.0   # of bytes_read + bytes_written, what comes from or goes to DRAM
 
     @property
     def body_us(self) -> float:
         return self.us - self.launch_latency_us
-
-    launch_latency_us: float = 0.0
-    dram_bytes: float = 0.0   # of bytes_read + bytes_written, what comes from or goes to DRAM
 
 
 # ---- occupancy and waves ------------------------------------------------------------
@@ -205,7 +207,6 @@ def call_bytes(plan: Plan, call: Call) -> tuple[float, float]:
 def family(kernel_name: str) -> str:
     """A kernel's family, as benchmarks/gpu_step.py sums the measured times: the name
     without shape, tile and transpose suffixes."""
-    import re
     name = re.sub(r"_\d+x\d+(x\d+)*", "", kernel_name)
     return re.sub(r"_(nn|nt|tn|tt)$", "", name)
 
@@ -306,4 +307,4 @@ def stream_us(costs: list[LaunchCost], params: Params = PARAMS) -> float:
     launches more slowly than the kernels run."""
     if not costs:
         return 0.0
-    return params.launch_us + sum(max(c.us - c.launch_latency_us, params.host_issue_us) for c in costs)
+    return params.launch_us + sum(max(c.body_us, params.host_issue_us) for c in costs)

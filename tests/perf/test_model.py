@@ -134,3 +134,15 @@ def test_resources_are_cached_by_source(monkeypatch, tmp_path):
     second = resources.ptxas_resources("__global__ void k() {}", "sm_90")
     assert first == second == {"k": Resources(registers=40, shared=512)}
     assert len(calls) == 1
+
+
+def test_without_nvcc_the_report_states_its_assumption(monkeypatch, capsys):
+    monkeypatch.undo()  # the real plan_resources, with nvcc missing
+    monkeypatch.setattr(resources.nvcc, "available", lambda: False)
+    plan = plan_of("lenet.net", 64)
+    found, assumption = resources.plan_resources(plan, "sm_90")
+    assert assumption == resources.ASSUMPTION
+    gemm = next(s.kernel for s in plan.steps if isinstance(s, Call) and s.kernel.shape == "gemm")
+    assert found[gemm.name].registers == resources.ASSUMED_GEMM_REGISTERS
+    assert main(["time", str(EXAMPLES / "lenet.net"), "--predict", "l4", "--batch", "64"]) == 0
+    assert "nvcc not on PATH: registers assumed" in capsys.readouterr().out
