@@ -115,7 +115,7 @@ def test_time_predict_prints_every_launch_and_the_step(capsys):
     plan = plan_of("lenet.net", 64)
     calls = [s for s in plan.steps if isinstance(s, Call)]
     assert f"{len(calls)} launches" in out
-    assert "one stream in program order" in out and "images/s" in out and "of the FP32 peak" in out
+    assert "one stream in program order" in out and "images/s" in out and "of the TF32 peak" in out  # precision auto: tf32 on cuda
     assert "yardstick, PyTorch + cuDNN" in out
     assert "nothing was run" in out
     assert "netdsl_sgemm" in out
