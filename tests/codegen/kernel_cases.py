@@ -92,9 +92,9 @@ def all_cases() -> list[KernelCase]:
             for i in range(len(REGISTRY[kind].examples)) for batch in BATCHES]
 
 
-def gemm_variants(target: str, tiles=(None,)) -> list:
+def gemm_variants(target: str, tiles=(None,), precision: str = "fp32") -> list:
     """Every transpose pair of the target's matrix product at each tile (None: the target's choice)."""
-    declare = Declarations(TARGETS[target], "gemm", "test.gemm", 0, "test_gemm")
+    declare = Declarations(TARGETS[target], "gemm", "test.gemm", 0, "test_gemm", precision)
     one = Tensor(Buffer("x", "scratch", 1), (1,))
     for tile in tiles:
         for trans_a, trans_b in itertools.product((False, True), repeat=2):
