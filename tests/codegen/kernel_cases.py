@@ -48,10 +48,10 @@ class KernelCase:
     def in_shapes(self) -> list[tuple[int, ...]]:
         return [tuple(s) for s in self.layer.examples[self.index].in_shapes]
 
-    def render(self, target: str):
+    def render(self, target: str, precision: str = "fp32"):
         out_shape = self.layer.output_shape(self.args, self.in_shapes)
         return render_layer(self.kind, self.node, 100 + self.index, self.args, self.in_shapes, out_shape,
-                            self.batch, target)
+                            self.batch, target, precision)
 
     def context(self, train: bool = True) -> Context:
         return Context(train=train, seed=SEED, step=STEP, stream=self.node)
