@@ -134,8 +134,8 @@ def test_missing_wait_shows(tmp_path):
         pytest.skip("no g++ to emulate CUDA with")
     variants = gemm_variants("cuda", ((128, 128),), "tf32")
     text = render_module([], "cuda", gemms=variants)
-    assert text.count("netdsl_cp_async_wait<0>();  /* this thread's") == 4
-    hasty = Emulator(text.replace("netdsl_cp_async_wait<0>();  /* this thread's", "netdsl_cp_async_wait<1>();  /*"),
-                     tmp_path)
+    waits = f"netdsl_cp_async_wait<{variants[0].stages - 2}>();  /* this thread's"
+    assert text.count(waits) == 4
+    hasty = Emulator(text.replace(waits, f"netdsl_cp_async_wait<{variants[0].stages - 1}>();  /*"), tmp_path)
     _, results, _, _ = run(hasty, "tf32", (128, 128), (40, 50, 70, 1, 0, 0), False, False, 1.0, 0.0)
     assert np.isnan(results[0]).any()
