@@ -2,9 +2,10 @@
 use, how kernels are launched, and which matrix-product routine a call gets.
 
 C runs each kernel as a plain function whose loops OpenMP spreads over the
-cores, and hands matrix products to BLAS (`gemm_c.j2`). CUDA launches a grid
-per kernel and computes matrix products with the tiled kernel of
-`gemm_cuda.j2`, picking the tile per call.
+cores, and hands matrix products to BLAS (`gemm_c.j2`); it ignores the
+products' precision. CUDA launches a grid per kernel and computes matrix
+products with the tiled SIMT kernel of `gemm_cuda.j2` (fp32) or the
+tensor-core kernel of `_gemm_mma.j2` (tf32, bf16), picking the tile per call.
 """
 from __future__ import annotations
 
