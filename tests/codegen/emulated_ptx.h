@@ -23,6 +23,7 @@ static inline void netdsl_warp_sync()
 
 static inline uint32_t netdsl_bits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static inline float netdsl_float(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
+static inline float __uint_as_float(uint32_t u) { return netdsl_float(u); }
 
 /* cvt.rna.tf32.f32 as CUTLASS and Ampere's SASS do it: add half an ulp of TF32 (bit 12) to finite values, so
    the carry rounds to nearest with ties away from zero; the low 13 bits are then cleared. */
@@ -123,6 +124,41 @@ static void netdsl_mma(float d[4], const uint32_t a[4], const uint32_t b[2], boo
 static inline void netdsl_mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) { netdsl_mma(d, a, b, false); }
 static inline void netdsl_mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) { netdsl_mma(d, a, b, true); }
 
+/* ldmatrix .x4: every lane deposits its row address; the last to arrive gathers each lane's four words
+   (lane l, register j: word l % 4 of the row given by lane 8j + l / 4). */
+struct netdsl_warp_rows {
+    const uint32_t *row[32];
+    uint32_t out[32][4];
+    unsigned arrived;
+};
+static netdsl_warp_rows netdsl_rows[32];
+/* NETDSL_LDMATRIX_MUTANT hands out matrices 1 and 2 in each other's registers (tests: the kernels' row
+   addresses must follow the documented lane groups). */
+#ifdef NETDSL_LDMATRIX_MUTANT
+static const unsigned netdsl_matrix_swap[4] = {0, 2, 1, 3};
+#else
+static const unsigned netdsl_matrix_swap[4] = {0, 1, 2, 3};
+#endif
+
+static void netdsl_ldmatrix_x4(uint32_t r[4], const float *row)
+{
+    if ((uintptr_t)row % 16 != 0) {
+        fprintf(stderr, "emulator: ldmatrix row address %p is not 16-byte aligned\n", (const void *)row);
+        abort();
+    }
+    const unsigned lane = netdsl_current & 31u;
+    netdsl_warp_rows &w = netdsl_rows[netdsl_current >> 5];
+    w.row[lane] = (const uint32_t *)row;
+    if (++w.arrived == 32) {
+        w.arrived = 0;
+        for (unsigned l = 0; l < 32; ++l)
+            for (unsigned j = 0; j < 4; ++j)
+                w.out[l][j] = w.row[8 * netdsl_matrix_swap[j] + l / 4][l % 4];
+    }
+    netdsl_warp_sync();
+    memcpy(r, w.out[lane], sizeof w.out[lane]);
+}
+
 /* cp.async: each thread queues its copies; commit closes the open ones into a group, and wait_group N
    performs the thread's oldest groups until N are left. The destination is poisoned (all-ones bytes, a NaN)
    at issue, so a read before the wait, or by another thread before a barrier, shows in the result. */
@@ -164,6 +200,8 @@ template <int pending> static inline void netdsl_cp_async_wait()
 static void netdsl_block_start()
 {
     for (netdsl_warp_tiles &w : netdsl_warps)
+        w.arrived = 0;
+    for (netdsl_warp_rows &w : netdsl_rows)
         w.arrived = 0;
     for (unsigned t = 0; t < netdsl_threads; ++t) {
         netdsl_open[t].clear();

@@ -73,3 +73,14 @@ def test_permutation_moves_whole_chunks_within_a_row(k_inner, width):
             mapped = [col(row, c) for c in range(row_words)]
             assert sorted(mapped) == list(range(row_words))
             assert all(mapped[c] - mapped[c - c % 4] == c % 4 for c in range(row_words))
+
+
+@pytest.mark.parametrize("width", (64, 128))
+def test_ldmatrix_phases_hit_distinct_banks(width):
+    """ldmatrix reads 8 rows of 16 bytes per phase (one matrix): rows base .. base + 7 of a k-inner stage
+    at one 4-word chunk of k must cover all 32 banks."""
+    for base in range(0, width, 8):
+        for k in range(0, DEPTH, 4):
+            words = [address(True, False, width, base + row, k) + w for row in range(8) for w in range(4)]
+            assert all(address(True, False, width, base + row, k) % 4 == 0 for row in range(8))
+            assert len({w % 32 for w in words}) == 32, (base, k)
