@@ -9,9 +9,13 @@ two GPUs and `devices=[0]` puts both on one. The three roles (planned.py):
     compiler    PyCUDA's SourceModule (which caches cubins by source hash), once per GPU
     program     a stream per logical device; each launch waits for the events the
                 schedule lists and records one where another stream waits on it;
-                Copy steps are device-to-device copies on the sender's stream
+                Copy steps are device-to-device copies on the sender's stream.
+                Kernels are prepared once (their argument format) and launched
+                with prepared_async_call; a pass pushes each context once
 
-The schedule pass decides every wait and event; this file derives none.
+The schedule pass decides every wait and event within a phase; between phases
+the streams join on the device (`join`), and a training step waits for the
+device once, at its end (device_step.py: the guard and clipping run on the GPU).
 
 Parameters and momentum live on the GPU. The host arrays of `ex.params` are
 uploaded when they change (`set_params`, `load`) and downloaded only when

@@ -26,11 +26,15 @@ from ..step import TensorRef
 # Partials per reduction: about two blocks per SM of an H100/H200 (132 SMs); the
 # grid-stride loop makes any count correct.
 WATCH_BLOCKS = 256
+# each kernel's argument types (templates/watch.j2), for Function.prepare
+KERNELS = {"sumsq": [np.uintp, np.uintp, np.int32, np.uintp], "total": [np.uintp, np.int32, np.uintp, np.int32],
+           "gate": [np.uintp, np.uintp, np.float64, np.int32]}
 
 
 class Watch:
     def __init__(self, ex):
         self.ex = ex
+        self.closed = False  # several devices: the gate the host last uploaded is shut
         weights = [ref for _, _, ref in ex.watched_weights]
         groups = {"loss": [ex.plan.values[ex.loss]] + weights if ex.loss in ex.plan.values else [],
                   "scores": [ex.plan.values[ex.scores_node]] + weights,
@@ -42,11 +46,9 @@ class Watch:
                 self.workspace[device] = drv.mem_alloc((WATCH_BLOCKS + 2) * 8)
                 self.totals[device] = drv.pagelocked_empty(2, np.float64)
                 self.tables[device] = {name: self._table(device, refs) for name, refs in groups.items()}
-            module = ex.module[device]
-            self.kernels[device] = {
-                "sumsq": module.get_function("netdsl_watch_sumsq").prepare([np.uintp, np.uintp, np.int32, np.uintp]),
-                "total": module.get_function("netdsl_watch_total").prepare([np.uintp, np.int32, np.uintp, np.int32]),
-                "gate": module.get_function("netdsl_watch_gate").prepare([np.uintp, np.uintp, np.float64, np.int32])}
+                module = ex.module[device]
+                self.kernels[device] = {name: module.get_function(f"netdsl_watch_{name}").prepare(types)
+                                        for name, types in KERNELS.items()}
 
     def _table(self, device: str, refs: list[TensorRef]):
         mine = [ref for ref in refs if self.ex.plan.placement[self.ex.plan.tensors[ref].device] == device]
@@ -79,9 +81,16 @@ class Watch:
                     (1, 1, 1), (1, 1, 1), ex.device_stream(device), partials + 8 * WATCH_BLOCKS,
                     ex._address(ex.gate_of(device)), float(clip), int(guard))
             return
+        if not guard and not clip:
+            if self.closed:  # a step the guard stopped left it shut
+                for device in ex.places:
+                    ex.upload(ex.gate_of(device), np.ones(2, np.float32))
+            self.closed = False
+            return
         totals = self.settle()
         norm = math.sqrt(totals[1])
         finite = not guard or (math.isfinite(totals[0]) and math.isfinite(totals[1]))
+        self.closed = not finite
         for device in ex.places:
             ex.upload(ex.gate_of(device), np.array([clip / norm if clip > 0 and norm > clip else 1.0,
                                                     1.0 if finite else 0.0], np.float32))

@@ -78,10 +78,9 @@ class DeviceStep:
             self.join()
             if self.guard or clipping:
                 self.watch.reduce("grads", 1)
-        if update:
-            if self.guard or clipping:
-                self.watch.gate(self.clip if clipping else 0.0, self.guard)
-                self.join()
+        if update:  # the gate is written every step: a stopped step may have left it shut
+            self.watch.gate(self.clip if clipping else 0.0, self.guard)
+            self.join()
             self._set_rates()
             self._run(self.launches["update"], True)
             self.join()
