@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_comparison import assert_gradients_match, pair, spread_weights
 from emulated_cuda import EmulatedCudaExecutor
 
 import netdsl
@@ -30,15 +31,8 @@ def _data(ex, batch, seed=0):
     return gen.standard_normal(shape).astype(np.float32), gen.integers(0, classes, batch)
 
 
-def _spread(params, seed=0):
-    """He-scaled weights: the file's tiny init leaves max-pool windows near ties."""
-    gen = np.random.default_rng(seed)
-    return {n: (gen.standard_normal(v.shape) * (np.sqrt(2 / (v.size // v.shape[0])) if v.ndim > 1 else 0.1))
-            .astype(np.float32) for n, v in params.items()}
-
-
 def _steps_match(emulated, ref, steps):
-    weights = _spread(ref.params)
+    weights = spread_weights(ref.params)
     emulated.set_params(weights)
     ref.set_params(weights)
     images, labels = _data(ref, ref.batch)
@@ -77,10 +71,9 @@ def test_two_tower_alexnet_step_matches_the_reference(tmp_path):
     assert issued != sorted(issued), "the streams ran in program order: nothing tested the waits"
 
 
-@pytest.mark.slow
-def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(built, tmp_path, monkeypatch):
-    """netdsl/runtime/cuda.py, unchanged, over fake_pycuda (host memory and the emulator):
-    its arena, bindings, launches, events, lazy weight fetches and checkpoint round trip."""
+@pytest.fixture
+def cuda(built, monkeypatch):
+    """netdsl.runtime.cuda, imported over fake_pycuda (host memory and the emulator)."""
     import importlib
     import sys
 
@@ -88,21 +81,45 @@ def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(built, tm
     for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     fake_pycuda.install(built, monkeypatch)
-    cuda = importlib.import_module("netdsl.runtime.cuda")
     try:
-        net = netdsl.load(EXAMPLES / "lenet.net")
-        gpu = cuda.Executor(net.graph, 3, seed=1)
-        fake_pycuda.FLAT.update(k.name for m in gpu.plan.modules for k in m.kernels if k.shape == "flat")
-        ref = ReferenceExecutor(net.graph, 3, seed=1)
-        _steps_match(gpu, ref, 2)
-        gpu.save(tmp_path / "ckpt.npz")
-        again = cuda.Executor(net.graph, 3, seed=7)
-        again.load(tmp_path / "ckpt.npz")
-        images, labels = _data(ref, 3, seed=3)
-        np.testing.assert_array_equal(again.forward(images), gpu.forward(images))
-        assert again.step(images, labels) == gpu.step(images, labels)
+        yield importlib.import_module("netdsl.runtime.cuda")
     finally:
         sys.modules.pop("netdsl.runtime.cuda", None)
+
+
+def _flat_kernels(executor) -> None:
+    import fake_pycuda
+    fake_pycuda.FLAT.update(k.name for m in executor.plan.modules for k in m.kernels if k.shape == "flat")
+
+
+@pytest.mark.slow
+def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(cuda, tmp_path):
+    """netdsl/runtime/cuda.py, unchanged, over fake_pycuda (host memory and the emulator):
+    its arena, bindings, launches, events, lazy weight fetches and checkpoint round trip."""
+    net = netdsl.load(EXAMPLES / "lenet.net")
+    gpu = cuda.Executor(net.graph, 3, seed=1)
+    _flat_kernels(gpu)
+    ref = ReferenceExecutor(net.graph, 3, seed=1)
+    _steps_match(gpu, ref, 2)
+    gpu.save(tmp_path / "ckpt.npz")
+    again = cuda.Executor(net.graph, 3, seed=7)
+    again.load(tmp_path / "ckpt.npz")
+    images, labels = _data(ref, 3, seed=3)
+    np.testing.assert_array_equal(again.forward(images), gpu.forward(images))
+    assert again.step(images, labels) == gpu.step(images, labels)
+
+
+@pytest.mark.slow
+def test_the_gpu_tests_alexnet_comparison_holds_over_the_stand_in(cuda):
+    """tests/runtime/test_cuda_backend.py's gradient check of AlexNet on one device, with
+    its very inputs, through cuda.py over the emulator: what the GPU computes, the
+    emulator computes to the last few digits, so this fails wherever that test would
+    for a reason that is not the hardware's (as with near-tied max-pooling windows)."""
+    def make(net):
+        gpu = cuda.Executor(net.graph, 2, seed=1, devices=[0])
+        _flat_kernels(gpu)
+        return gpu
+    assert_gradients_match(*pair("alexnet-1gpu.net", 2, make))
 
 
 TWO_TOWERS = """
@@ -121,24 +138,13 @@ loss = softmax_loss(scores, label)
 
 
 @pytest.mark.slow
-def test_two_gpus_through_the_cuda_backend_over_the_stand_in(built, tmp_path, monkeypatch):
+def test_two_gpus_through_the_cuda_backend_over_the_stand_in(cuda):
     """Two physical devices: cuda.py's arenas per GPU, the peer copies on the sender's
     stream and the schedule's waits, against the reference."""
-    import importlib
-    import sys
-
-    import fake_pycuda
     from netdsl.compiler import compile_graph
-    for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    fake_pycuda.install(built, monkeypatch)
-    cuda = importlib.import_module("netdsl.runtime.cuda")
-    try:
-        g = compile_graph(text=TWO_TOWERS, file="towers.net", training=True)
-        gpu = cuda.Executor(g, 2, seed=1, devices=[0, 1])
-        fake_pycuda.FLAT.update(k.name for m in gpu.plan.modules for k in m.kernels if k.shape == "flat")
-        assert set(gpu.arenas) == {"0", "1"}
-        assert any(isinstance(s, Copy) for s in gpu.plan.steps)
-        _steps_match(gpu, ReferenceExecutor(g, 2, seed=1), 3)
-    finally:
-        sys.modules.pop("netdsl.runtime.cuda", None)
+    g = compile_graph(text=TWO_TOWERS, file="towers.net", training=True)
+    gpu = cuda.Executor(g, 2, seed=1, devices=[0, 1])
+    _flat_kernels(gpu)
+    assert set(gpu.arenas) == {"0", "1"}
+    assert any(isinstance(s, Copy) for s in gpu.plan.steps)
+    _steps_match(gpu, ReferenceExecutor(g, 2, seed=1), 3)

@@ -26,6 +26,7 @@ from netdsl.runtime.select import c_compiler_available
 from netdsl.passes import plan_step
 from netdsl.codegen import render_module
 from netdsl.step import Copy, TensorRef
+from backend_comparison import spread_weights
 from tolerances import assert_close
 
 pytestmark = pytest.mark.skipif(not c_compiler_available() or cbuild.find_blas() is None,
@@ -75,18 +76,6 @@ def data(graph, batch: int, seed: int = 0):
     gen = np.random.default_rng(seed)
     images = gen.standard_normal((batch,) + tuple(graph.nodes[node].shape)).astype(np.float32)
     return images, gen.integers(0, classes, batch)
-
-
-def spread_weights(params: dict, seed: int = 0) -> dict:
-    """He-scaled weights (std sqrt(2 / fan-in)) and N(0, 0.1) biases.
-
-    With the file's N(0, 0.01) weights and biases of 1, AlexNet's conv5 outputs are 1 plus
-    a little, so a max-pooling window holds values a rounding apart; float32 then picks
-    either as the maximum, and the whole gradient of that window moves. Spread-out
-    activations keep such near-ties out of a comparison meant to measure rounding."""
-    gen = np.random.default_rng(seed)
-    return {name: (gen.standard_normal(v.shape) * (np.sqrt(2 / (v.size // v.shape[0])) if v.ndim > 1 else 0.1))
-            .astype(np.float32) for name, v in params.items()}
 
 
 def restart(executor, weights: dict) -> None:

@@ -1,0 +1,66 @@
+"""A generated backend against the numpy reference on a whole example network:
+the inputs and the checks the GPU test (tests/runtime/test_cuda_backend.py)
+and its emulated twin (tests/codegen/test_cuda_whole_step.py) share, so a
+failure on the GPU can be rerun, number for number, where there is none.
+
+The weights are spread out (`spread_weights`), not the file's initialisation:
+with AlexNet's N(0, 0.01) weights and biases of 1, conv5's outputs are 1 plus
+a little, and at batch 2 a few of its 3 x 3 max-pooling windows hold two values
+about a millionth apart, closer than the float32 rounding of a dot product
+of thousands of terms. Which one is the maximum then depends on the order the sum was taken
+in, and the window's whole gradient moves to a neighbouring pixel: conv1's
+weight gradient came out 2.3% away from the reference on an H200, and equally
+far (to seven digits) under the CPU emulator, although every kernel was right.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import netdsl
+from tolerances import assert_close
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+RTOL = 1e-4
+
+
+def spread_weights(params: dict, seed: int = 0) -> dict:
+    """He-scaled weights (std sqrt(2 / fan-in)) and N(0, 0.1) biases, so activations
+    are spread out and no max-pooling window or ReLU sits on a rounding-sized tie."""
+    gen = np.random.default_rng(seed)
+    return {name: (gen.standard_normal(v.shape) * (np.sqrt(2 / (v.size // v.shape[0])) if v.ndim > 1 else 0.1))
+            .astype(np.float32) for name, v in params.items()}
+
+
+def pair(example: str, batch: int, make):
+    """The reference and `make(net)`'s executor of an example, with the same spread
+    weights, and a batch of images and labels."""
+    net = netdsl.load(EXAMPLES / example)
+    ref = net.executor(backend="reference", batch=batch, seed=1)
+    other = make(net)
+    weights = spread_weights(ref.params)
+    ref.set_params(weights)
+    other.set_params(weights)
+    shape = net.graph.nodes["image"].shape
+    classes = net.graph.nodes["label"].shape[0]
+    r = np.random.default_rng(0)
+    return ref, other, r.standard_normal((batch,) + tuple(shape)).astype(np.float32), r.integers(0, classes, batch)
+
+
+def assert_gradients_match(ref, other, images, labels) -> None:
+    """The scores at test time, then every parameter gradient of a training pass (dropout on)."""
+    assert_close(other.forward(images), ref.forward(images), RTOL, "scores")
+    _, want = ref.gradients(images, labels)
+    _, got = other.gradients(images, labels)
+    for name in want:
+        assert_close(got[name], want[name], RTOL, name)
+
+
+def assert_steps_match(ref, other, images, labels, steps: int = 3) -> None:
+    """The weights after `steps` SGD steps."""
+    for _ in range(steps):
+        ref.step(images, labels)
+        other.step(images, labels)
+    for name in ref.params:
+        assert_close(other.params[name], ref.params[name], RTOL, name)
