@@ -34,11 +34,13 @@ GEMM_EFFICIENCY = {
     # calibrated on the 2026-12-04 H200 run (43 launches, 279.9 ms), where the k-steps'
     # waits, not this rate, set most launches' time.
     "fp32": 0.70,
-    # Tensor-core variants are not measured yet: WMMA TF32 with cp.async reached about 80%
-    # of cuBLAS TF32 and cuBLAS 86% of the A100's TF32 peak (GPU.md §2.5); mma.sync on sm_90
-    # may reach only half the wgmma peak (GPU.md §2.6). Assumed: 0.8 x 0.86 x 0.5.
-    "tf32": 0.34,
-    "bf16": 0.34,
+    # The mma.sync kernel of _gemm_mma.j2 (no wgmma: GPU.md §2.6), pipelined, so no k-step
+    # wait: calibrated on the 2026-12-04 tuned H200 run (AlexNet's 43 products: TF32 9.44 ms,
+    # BF16 7.30 ms); the CIFAR net's products then come out at 0.83x and 0.87x of measured.
+    # The kernel alone reached 0.23 (TF32) and 0.15 (BF16) of the dense peaks on 4096^3
+    # (benchmarks/gemm_bench.py): AlexNet's products are smaller and split along k.
+    "tf32": 0.155,
+    "bf16": 0.10,
 }
 
 
@@ -242,7 +244,10 @@ def launch_cost(plan: Plan, index: int, call: Call, dev: Device, res: Resources,
         tm, tn = (tile.tile_m, tile.tile_n) if tile else (128, 128)
         eff = params.gemm_efficiency[precision]
         sm_rate = dev.peak_tflops(precision) * 1e12 / dev.sms * eff  # FLOP/s per SM, SM full
-        step = block_step(tm, tn, threads, sm_rate, params.gemm_step_latency_ns)
+        # The tensor-core kernel (_gemm_mma.j2) keeps stages - 1 slices in flight through
+        # cp.async, so its loads' latency hides behind the arithmetic: no wait per k-step.
+        wait = params.gemm_step_latency_ns if precision == "fp32" else 0.0
+        step = block_step(tm, tn, threads, sm_rate, wait)
         steps = -(-s["k"] // GEMM_DEPTH)
         dram_read, l2_read, written = gemm_bytes(k, params.l2_hit)
         read = dram_read + l2_read

@@ -37,7 +37,7 @@ def cuda(tmp_path_factory):
 
 def lenet(cuda, overrides=None, **options):
     module, fake = cuda
-    net = netdsl.load(ROOT / "examples" / "lenet.net", overrides=overrides or {})
+    net = netdsl.load(ROOT / "examples" / "lenet.net", overrides={"precision": "fp32", **(overrides or {})})
     ex = module.Executor(net.graph, 2, seed=1, **options)
     fake.FLAT.update(k.name for m in ex.plan.modules for k in m.kernels if k.shape == "flat")
     return ex, ReferenceExecutor(net.graph, 2, seed=1)

@@ -118,7 +118,7 @@ def test_time_predict_prints_every_launch_and_the_step(capsys):
     assert "one stream in program order" in out and "images/s" in out and "of the TF32 peak" in out  # precision auto: tf32 on cuda
     assert "yardstick, PyTorch + cuDNN" in out
     assert "nothing was run" in out
-    assert "netdsl_sgemm" in out
+    assert "netdsl_tf32gemm" in out  # precision auto: TF32 on cuda
 
 
 def test_resources_are_cached_by_source(monkeypatch, tmp_path):
