@@ -56,8 +56,8 @@ def test_ptx_uses_tensor_cores_and_cp_async(built):
         body = bodies[v.name]
         for instruction in INSTRUCTIONS[v.precision] + PIPELINE:
             assert instruction in body, (v.name, instruction)
-        # TF32 operands stored along k are read through ldmatrix; BF16 pairs and [k][mn] operands are not
-        along_k = v.precision == "tf32" and (not v.trans_a or v.trans_b)
+        # operands stored along k are read through ldmatrix, [k][mn] ones element by element
+        along_k = not v.trans_a or v.trans_b
         assert ("ldmatrix.sync.aligned.m8n8.x4.shared.b16" in body) == along_k, v.name
         other = INSTRUCTIONS["bf16" if v.precision == "tf32" else "tf32"][0]
         assert other not in body and "wmma" not in body, v.name

@@ -128,20 +128,22 @@ def test_fragment_layout_matters(tmp_path):
 
 
 def test_ldmatrix_lane_groups_matter(tmp_path):
-    """TF32 operands stored along k ([mn][k] in shared memory: A untransposed, B transposed) reach their
+    """Operands stored along k ([mn][k] in shared memory: A untransposed, B transposed) reach their
     fragments through ldmatrix; with two of its matrices exchanged in the emulator those products go wrong,
     while tn, which reads both operands element by element, is untouched."""
     if shutil.which("g++") is None:
         pytest.skip("no g++ to emulate CUDA with")
-    variants = gemm_variants("cuda", ((64, 64),), "tf32")
-    mutant = Emulator(render_module([], "cuda", gemms=variants), tmp_path, defines=("NETDSL_LDMATRIX_MUTANT",))
-    for trans_a, trans_b in TRANSPOSES:
-        _, results, exact, _ = run(mutant, "tf32", (64, 64), (33, 40, 24, 1, 0, 0), trans_a, trans_b, 1.0, 0.0)
-        error = relative_error(results[0], exact[0])
-        if trans_a and not trans_b:
-            assert error < 3 * UNIT_ROUNDOFF["tf32"]
-        else:
-            assert error > 0.1, (trans_a, trans_b)
+    for precision in PRECISIONS:
+        variants = gemm_variants("cuda", ((64, 64),), precision)
+        mutant = Emulator(render_module([], "cuda", gemms=variants), tmp_path, defines=("NETDSL_LDMATRIX_MUTANT",))
+        for trans_a, trans_b in TRANSPOSES:
+            _, results, exact, _ = run(mutant, precision, (64, 64), (33, 40, 24, 1, 0, 0), trans_a, trans_b,
+                                       1.0, 0.0)
+            error = relative_error(results[0], exact[0])
+            if trans_a and not trans_b:
+                assert error < 3 * UNIT_ROUNDOFF[precision]
+            else:
+                assert error > 0.1, (precision, trans_a, trans_b)
 
 
 def test_missing_wait_shows(tmp_path):
