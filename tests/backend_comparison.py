@@ -36,7 +36,7 @@ def pair(example: str, batch: int, make, precision: str = "fp32"):
     """The reference and `make(net)`'s executor of an example whose matrix products run in
     `precision`, with the same spread weights, and a batch of images and labels."""
     net = netdsl.load(EXAMPLES / example, {"precision": precision})
-    ref = net.executor(backend="reference", batch=batch, seed=1)
+    ref = net.executor(backend="reference", batch=batch, seed=1, dtype=np.float64, precision=precision)
     other = make(net)
     weights = spread_weights(ref.params)
     ref.set_params(weights)

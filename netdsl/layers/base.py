@@ -91,9 +91,20 @@ class Context:
     # The layer's running state (name -> array, e.g. batchnorm's statistics), which a
     # training forward updates in place; None: not kept (the layer uses its initial state).
     state: dict | None = None
+    # The precision of matrix products (netdsl/precision.py): their operands are rounded
+    # to it, so the reference computes what the tensor cores compute.
+    precision: str = "fp32"
 
     def wants_input_grad(self, index: int) -> bool:
         return not self.input_grads or self.input_grads[index]
+
+
+def operand(ctx: Context | None, array):
+    """A matrix product's operand as the context's precision rounds it (fp32: as it is)."""
+    if ctx is None or ctx.precision == "fp32":
+        return array
+    from ..precision import round_operand
+    return round_operand(array, ctx.precision)
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._weights import WEIGHT_ARGS, WeightedLayer
-from .base import ArgSpec, Example, ShapeError, each, non_negative, pair, positive, spatial_out
+from .base import ArgSpec, Example, ShapeError, each, non_negative, operand, pair, positive, spatial_out
 
 
 def windows(xp: np.ndarray, k, stride, oh: int, ow: int, dilation=1) -> np.ndarray:
@@ -178,11 +178,11 @@ class Conv(WeightedLayer):
         x = xs[0]
         g, lowering = self._lowering(a, x.shape)
         n, (oh, ow) = x.shape[0], lowering[3:5]
-        cols = im2col(x, *lowering)
+        cols = operand(ctx, im2col(x, *lowering))
         # A group's rows of the columns are its channels' (rows go channel-major),
         # so each group is one product of its filters with its own block of rows.
         f, groups = a["filters"], g.groups
-        y = (params["weight"].reshape(groups, f // groups, -1) @ cols.reshape(groups, -1, cols.shape[1]))
+        y = (operand(ctx, params["weight"]).reshape(groups, f // groups, -1) @ cols.reshape(groups, -1, cols.shape[1]))
         y = y.reshape(f, -1)
         # Bias in place on the fresh product, so the batch-first reorder below
         # is the only copy of the output.
@@ -192,13 +192,13 @@ class Conv(WeightedLayer):
         return np.ascontiguousarray(y), (x.shape, cols)
 
     def backward(self, a, params, cache, dy, ctx):
-        x_shape, cols = cache
+        x_shape, cols = cache  # the columns as the product's operand: already rounded
         g, lowering = self._lowering(a, x_shape)
         f, groups = dy.shape[1], g.groups
         dyr = dy.transpose(1, 0, 2, 3).reshape(f, -1)
-        by_group = dyr.reshape(groups, f // groups, -1)
+        by_group = operand(ctx, dyr).reshape(groups, f // groups, -1)
         cols_g = cols.reshape(groups, -1, cols.shape[1])
-        w = params["weight"].reshape(groups, f // groups, -1)
+        w = operand(ctx, params["weight"]).reshape(groups, f // groups, -1)
         dw = (by_group @ cols_g.transpose(0, 2, 1)).reshape(params["weight"].shape)
         dx = None
         if ctx is None or ctx.wants_input_grad(0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ._weights import WEIGHT_ARGS, WeightedLayer
-from .base import ArgSpec, Example, positive
+from .base import ArgSpec, Example, operand, positive
 
 
 class FullyConnected(WeightedLayer):
@@ -27,10 +27,11 @@ class FullyConnected(WeightedLayer):
         return a["outputs"] * math.prod(in_shapes[0])
 
     def forward(self, a, params, xs, ctx):
-        x = xs[0].reshape(xs[0].shape[0], -1)
-        return x @ params["weight"].T + params["bias"], (xs[0].shape, x)
+        x = operand(ctx, xs[0].reshape(xs[0].shape[0], -1))
+        return x @ operand(ctx, params["weight"]).T + params["bias"], (xs[0].shape, x)
 
     def backward(self, a, params, cache, dy, ctx):
-        x_shape, x = cache
-        dx = (dy @ params["weight"]).reshape(x_shape)
-        return [dx], {"weight": dy.T @ x, "bias": dy.sum(axis=0)}
+        x_shape, x = cache  # x as the product's operand: already rounded
+        dy_op = operand(ctx, dy)
+        dx = (dy_op @ operand(ctx, params["weight"])).reshape(x_shape)
+        return [dx], {"weight": dy_op.T @ x, "bias": dy.sum(axis=0)}

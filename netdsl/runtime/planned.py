@@ -217,8 +217,11 @@ class PlannedExecutor(base.Executor):
         if n > self.batch or (labels is not None and n != self.batch):
             raise ValueError(f"the {self.backend} executor runs batches of {self.batch} "
                              f"(smaller ones for forward only), got {n}")
-        padded = np.zeros((self.batch,) + images.shape[1:], np.float32)
-        padded[:n] = images
+        if n == self.batch:  # a full batch goes as it is: the upload is its only copy
+            padded = images
+        else:
+            padded = np.zeros((self.batch,) + images.shape[1:], np.float32)
+            padded[:n] = images
         self.upload_input(self.plan.inputs[self.image_input], padded)
         if labels is not None:
             classes = self.g.nodes[self.label_input].shape[0]

@@ -20,15 +20,18 @@ from .base import Executor
 class ReferenceExecutor(Executor):
     backend = "reference"
 
-    def __init__(self, graph, batch, seed=0, dtype=np.float32, guard=True):
+    def __init__(self, graph, batch, seed=0, dtype=np.float32, guard=True, precision="fp32"):
+        """`precision`: the matrix products' operands rounded as in tf32 or bf16 (netdsl/precision.py),
+        the oracle of a backend computing in that precision; fp32 (the default) leaves them."""
         super().__init__(graph, batch, seed, dtype, guard)
+        self.precision = precision
         self.inputs = {n: ordered_inputs(graph, n) for n in self.order}
         self.backward_order = [n for n in topological(graph) if graph.nodes[n].role in (Role.BACKWARD, Role.GRADSUM)]
 
     def _context(self, node: str, train: bool) -> Context:
         state = {k[len(node) + 1:]: v for k, v in self.state.items() if k.rsplit(".", 1)[0] == node}
         return Context(train=train, seed=self.seed, step=self.steps, stream=node, image_offset=self.image_offset,
-                       state=state or None)
+                       state=state or None, precision=self.precision)
 
     def _layer_params(self, node: str) -> dict:
         return {p: self.params[f"{node}.{p}"] for p in self.g.nodes[node].params}

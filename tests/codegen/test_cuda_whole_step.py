@@ -111,8 +111,9 @@ def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(cuda, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("example", ["cifar.net", "alexnet-1gpu.net"])
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
-def test_the_gpu_tests_alexnet_comparison_holds_over_the_stand_in(cuda, precision):
+def test_the_gpu_tests_comparison_holds_over_the_stand_in(cuda, example, precision):
     """tests/runtime/test_cuda_backend.py's gradient check of AlexNet on one device, with
     its very inputs, through cuda.py over the emulator: what the GPU computes, the
     emulator computes to the last few digits, so this fails wherever that test would
@@ -121,7 +122,7 @@ def test_the_gpu_tests_alexnet_comparison_holds_over_the_stand_in(cuda, precisio
         gpu = cuda.Executor(net.graph, 2, seed=1, devices=[0])
         _flat_kernels(gpu)
         return gpu
-    assert_gradients_match(*pair("alexnet-1gpu.net", 2, make, precision))
+    assert_gradients_match(*pair(example, 2, make, precision))
 
 
 TWO_TOWERS = """
