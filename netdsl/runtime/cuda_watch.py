@@ -2,9 +2,10 @@
 
 Per physical device: a table of the watched tensors' addresses and sizes for
 each group, uploaded once; a workspace of double partials (one per block) and
-two totals (slot 0: the forward pass's watched tensors, slot 1: the parameter
-gradients); and a pinned pair of doubles the totals are copied into, so the
-host reads 16 bytes per device per step instead of every weight and gradient.
+four totals (slot 0: the forward pass's watched tensors, slot 1: the parameter
+gradients, slots 2 and 3: the top-1 and top-5 errors' counts); and four pinned
+doubles the totals are copied into, so the host reads 32 bytes per device per
+step instead of every weight, gradient and score.
 
     loss     the main loss and every weight (after a forward pass with labels)
     scores   the scores and every weight (after a forward pass without)
@@ -28,7 +29,8 @@ from ..step import TensorRef
 WATCH_BLOCKS = 256
 # each kernel's argument types (templates/watch.j2), for Function.prepare
 KERNELS = {"sumsq": [np.uintp, np.uintp, np.int32, np.uintp], "total": [np.uintp, np.int32, np.uintp, np.int32],
-           "gate": [np.uintp, np.uintp, np.float64, np.int32]}
+           "gate": [np.uintp, np.uintp, np.float64, np.int32], "errors": [np.uintp, np.uintp, np.int32, np.int32, np.uintp]}
+TOTALS = 4
 
 
 class Watch:
@@ -43,8 +45,9 @@ class Watch:
         self.workspace, self.totals, self.kernels = {}, {}, {}
         for device, place in ex.places.items():
             with place:
-                self.workspace[device] = drv.mem_alloc((WATCH_BLOCKS + 2) * 8)
-                self.totals[device] = drv.pagelocked_empty(2, np.float64)
+                self.workspace[device] = drv.mem_alloc((WATCH_BLOCKS + TOTALS) * 8)
+                drv.memcpy_htod(self.workspace[device], np.zeros(WATCH_BLOCKS + TOTALS))  # totals not yet written read 0
+                self.totals[device] = drv.pagelocked_empty(TOTALS, np.float64)
                 self.tables[device] = {name: self._table(device, refs) for name, refs in groups.items()}
                 module = ex.module[device]
                 self.kernels[device] = {name: module.get_function(f"netdsl_watch_{name}").prepare(types)
@@ -69,6 +72,25 @@ class Watch:
                 kernels["total"].prepared_async_call((1, 1, 1), (1, 1, 1), stream,
                                                      partials, WATCH_BLOCKS, partials + 8 * WATCH_BLOCKS, slot)
 
+    def errors_on_device(self) -> bool:
+        """softmax_loss's metrics, with the scores and the labels on one device."""
+        ex = self.ex
+        where = {ex.plan.placement[ex.plan.tensors[ref].device]
+                 for ref in (ex.plan.values[ex.scores_node], ex.plan.inputs[ex.label_input])}
+        return ex.g.nodes[ex.loss].kind == "softmax_loss" and len(where) == 1
+
+    def errors(self) -> str:
+        """totals[2], totals[3]: how many rows the top-1 and top-5 answers get wrong."""
+        ex = self.ex
+        scores, labels = ex.plan.values[ex.scores_node], ex.plan.inputs[ex.label_input]
+        device = ex.plan.placement[ex.plan.tensors[scores].device]
+        totals = int(self.workspace[device]) + 8 * WATCH_BLOCKS
+        with ex.places[device]:
+            self.kernels[device]["errors"].prepared_async_call(
+                (1, 1, 1), (WATCH_THREADS, 1, 1), ex.device_stream(device), ex._address(scores),
+                ex._address(labels), ex.batch, ex.g.nodes[ex.scores_node].shape[0], totals)
+        return device
+
     def gate(self, clip: float, guard: bool) -> None:
         """The update's gate from the totals: on the device where there is one device; with
         several, their totals meet on the host (one read each) and the gate is uploaded."""
@@ -87,7 +109,7 @@ class Watch:
                     ex.upload(ex.gate_of(device), np.ones(2, np.float32))
             self.closed = False
             return
-        totals = self.settle()
+        totals = sum(self.settle().values())
         norm = math.sqrt(totals[1])
         finite = not guard or (math.isfinite(totals[0]) and math.isfinite(totals[1]))
         self.closed = not finite
@@ -95,9 +117,9 @@ class Watch:
             ex.upload(ex.gate_of(device), np.array([clip / norm if clip > 0 and norm > clip else 1.0,
                                                     1.0 if finite else 0.0], np.float32))
 
-    def settle(self) -> np.ndarray:
+    def settle(self) -> dict[str, np.ndarray]:
         """Waits for each device once (its main stream, which joined every other) and returns
-        the totals added over the devices."""
+        each device's totals."""
         ex = self.ex
         for device, place in ex.places.items():
             with place:
@@ -106,4 +128,4 @@ class Watch:
         for device, place in ex.places.items():
             with place:
                 ex.device_stream(device).synchronize()
-        return sum(self.totals.values())
+        return {device: totals.copy() for device, totals in self.totals.items()}

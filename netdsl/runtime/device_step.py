@@ -4,12 +4,13 @@ For a backend whose memory is not the host's (cuda): a mixin placed before
 PlannedExecutor. A step issues, in order and without waiting:
 
     inputs        staged and copied asynchronously
-    forward       then a copy of the scores and losses into pinned memory, and the
-                  guard's sum of squares of the loss and every weight (slot 0)
+    forward       then a copy of the losses into pinned memory, the top-1/top-5 error
+                  counts (watch.j2; the scores themselves only where asked for), and
+                  the guard's sum of squares of the loss and every weight (slot 0)
     backward      then the sum of squares of every parameter gradient (slot 1)
     gate          the update's gradient scale (clipping) and whether to update at all
     update        the SGD kernels, which read the gate
-    read          the totals, into pinned memory; one wait per device
+    read          the totals (four doubles), into pinned memory; one wait per device
 
 with a `join` between phases (streams wait for each other on the device). The
 host then looks at the two totals: only when one is not finite does the guard's
@@ -36,39 +37,40 @@ class DeviceStep:
     def _forward(self, images, labels, train):
         if self.keep_values:
             return super()._forward(images, labels, train)
-        scores, values = self._pass(images, labels, train)
+        scores, values, _ = self._pass(images, labels, train, scores=True)
         return scores, values, None
 
     def _gradients(self, images, labels, train, with_metrics=False):
         if self.keep_values:
             return super()._gradients(images, labels, train, with_metrics)
-        scores, values = self._pass(images, labels, train, backward=True)
+        _, values, metrics = self._pass(images, labels, train, backward=True)
         names = list(self.plan.param_grads)
         arrays = self.download_many([self.plan.param_grads[name] for name in names])
         grads = {name: array.reshape(self.params[name].shape) for name, array in zip(names, arrays)}
         loss = self.total_loss(values)
-        if not with_metrics:
-            return loss, grads
-        return loss, grads, REGISTRY[self.g.nodes[self.loss].kind].metrics(scores, labels)
+        return (loss, grads, metrics) if with_metrics else (loss, grads)
 
     def step(self, images, labels) -> dict:
         if self.keep_values:
             return super().step(images, labels)
         images, labels = self._images(images), self._labels(labels)
-        scores, values = self._pass(images, labels, True, backward=True, update=True)
-        metrics = REGISTRY[self.g.nodes[self.loss].kind].metrics(scores, labels)
+        _, values, metrics = self._pass(images, labels, True, backward=True, update=True)
         self.steps += 1
         self._updated()
         return {"loss": float(self.total_loss(values)), **metrics}
 
-    def _pass(self, images, labels, train: bool, backward: bool = False, update: bool = False):
+    def _pass(self, images, labels, train: bool, backward: bool = False, update: bool = False,
+              scores: bool = False):
+        """(scores when asked for, else None; the losses by node; the metrics with labels)."""
         n = self._load_inputs(images, labels)
         with_loss = labels is not None and self.label_input is not None
         self._run(self.launches["forward"] if with_loss else self.inference, train)
         self.join()
         # the scores and losses die with the forward pass (the memory plan reuses their bytes)
-        later = {node: self.read_later(self.plan.values[node])
-                 for node in [self.scores_node, *(self.losses if with_loss else ())]}
+        counted = with_loss and not scores and self.watch.errors_on_device()
+        wanted = ([] if counted else [self.scores_node]) + (list(self.losses) if with_loss else [])
+        later = {node: self.read_later(self.plan.values[node]) for node in wanted}
+        counts = self.watch.errors() if counted else None
         if self.guard:
             self.watch.reduce("loss" if with_loss else "scores", 0)
         self.join()
@@ -84,7 +86,8 @@ class DeviceStep:
             self._set_rates()
             self._run(self.launches["update"], True)
             self.join()
-        totals = self.watch.settle()
+        per_device = self.watch.settle()
+        totals = sum(per_device.values())
         if self.guard:
             bad = "forward" if not math.isfinite(totals[0]) else (
                 "backward" if backward and not math.isfinite(totals[1]) else None)
@@ -92,11 +95,19 @@ class DeviceStep:
                 self._name_the_bad_layer(bad, images, labels if with_loss else None, train, later)
         if clipping:
             self.grad_norm = math.sqrt(totals[1])
-        scores = later.pop(self.scores_node).reshape((self.batch,) + tuple(self.g.nodes[self.scores_node].shape))
-        values = {}
+        if self.scores_node in later:
+            shape = (self.batch,) + tuple(self.g.nodes[self.scores_node].shape)
+            scores = later.pop(self.scores_node).reshape(shape)[:n].copy()
+        else:
+            scores = None
+        values, metrics = {}, None
         if with_loss:
             values = {self.label_input: labels} | {node: a.reshape(()).copy() for node, a in later.items()}
-        return scores[:n].copy(), values
+            if counted:  # whole counts over the batch: the same division as numpy's mean of booleans
+                metrics = {"top1_error": float(per_device[counts][2]) / n, "top5_error": float(per_device[counts][3]) / n}
+            else:
+                metrics = REGISTRY[self.g.nodes[self.loss].kind].metrics(scores, labels)
+        return scores, values, metrics
 
     def _name_the_bad_layer(self, phase: str, images, labels, train: bool, later: dict) -> None:
         """The slow path, as the host guard's: the watched tensors that are not finite (the

@@ -23,7 +23,9 @@ not finite does it find the first layer that went bad: it runs the pass
 again call by call, checking each output and gradient right after the call
 that completes it (the memory plan reuses bytes, so a later look would see
 another tensor). Dropout masks are keyed by the step counter, so the rerun
-computes the same numbers.
+computes the same numbers. Host-memory backends check on the host, where it
+costs no copy; the cuda backend checks on the device and comes here only for
+the rerun (device_step.py).
 
 Batch sizes: kernels are specialised for the construction batch. A smaller
 batch in `forward`/`evaluate` is padded with zero images and the scores cut

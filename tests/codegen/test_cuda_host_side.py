@@ -61,9 +61,9 @@ def test_a_lenet_step_reads_back_only_scalars_and_waits_once(cuda):
         ex.step(images, labels)
     per_step = {key: value / 3 for key, value in traffic.items()}
     assert per_step["dtoh_bytes"] < TARGET_BYTES and per_step["syncs"] <= TARGET_SYNCS
-    # the scores, the loss and two doubles: nothing of the size of a weight or a gradient
-    classes = ex.g.nodes[ex.label_input].shape[0]
-    assert per_step["dtoh_bytes"] == 2 * classes * 4 + 4 + 16
+    # the loss and four doubles (the guard's totals, the errors' counts): no score, weight
+    # or gradient
+    assert per_step["dtoh_bytes"] == 4 + 4 * 8
 
 
 def test_the_guard_on_the_device_names_the_layer_the_reference_names_and_keeps_the_weights(cuda):
@@ -117,9 +117,28 @@ def test_clipping_happens_on_the_device_as_the_reference_clips(cuda):
         images, labels = data(ex, seed)
         got, want = ex.step(images, labels), ref.step(images, labels)
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+        assert (got["top1_error"], got["top5_error"]) == (want["top1_error"], want["top5_error"])
         assert ex.grad_norm == pytest.approx(ref.grad_norm, rel=1e-5) and ref.grad_norm > 0.01
     for name in ref.params:
         np.testing.assert_allclose(ex.params[name], ref.params[name], rtol=1e-4, atol=1e-7, err_msg=name)
+
+
+def test_the_errors_counted_on_the_device_are_the_references_ties_and_nan_included(cuda):
+    from netdsl.layers.softmax_loss import top_k_error
+    ex, _ = lenet(cuda)
+    classes = ex.g.nodes[ex.label_input].shape[0]
+    scores_ref, labels_ref = ex.plan.values[ex.scores_node], ex.plan.inputs[ex.label_input]
+    cases = [(np.array([[0, 2, 1, 0, 0, 0, 0, 0, 0, 3], [5, 5, 5, 5, 5, 5, 5, 5, 5, 5]]), [1, 4]),
+             (np.array([[np.nan, 1, 2, 3, 4, 5, 6, 7, 8, 9], [9, 8, 7, 6, 5, 4, 3, 2, 1, np.inf]]), [9, 0]),
+             (np.array([[1, 1, 1, 1, 1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0, 0, 7, 8]]), [0, 8])]
+    assert classes == 10
+    for scores, labels in cases:
+        ex.upload(scores_ref, scores.astype(np.float32))
+        ex.upload(labels_ref, np.array(labels, np.int32))
+        device = ex.watch.errors()
+        counts = ex.watch.settle()[device]
+        for k, slot in ((1, 2), (5, 3)):
+            assert counts[slot] / 2 == top_k_error(scores.astype(np.float32), np.array(labels), k), (scores, k)
 
 
 def test_gradients_still_reads_every_gradient(cuda):
