@@ -10,7 +10,10 @@ barriers and shuffles are reached by every thread of a block, and it checks
 what compiling alone cannot: index arithmetic, grid-stride loops, block
 reductions, and the tiled matrix product's edge guards and vector paths.
 It says nothing about speed, and a kernel relying on warp-synchronous
-behaviour without barriers would not be caught.
+behaviour without barriers would not be caught. Built with reversed turns,
+blocks and threads run last to first, so a race between two threads of one
+barrier interval or two blocks changes the numbers; `poisoned` memory stands
+for a fresh device allocation, which is garbage, not zeros.
 """
 from __future__ import annotations
 
@@ -51,6 +54,22 @@ static void (*netdsl_body)(void **);
 static void **netdsl_arguments;
 static const size_t NETDSL_STACK = 64 * 1024;
 
+/* The order threads and blocks take turns in. A GPU promises none, so a kernel whose
+   result depends on it (two threads of one barrier interval, or two blocks, writing
+   one element, or one reading what another writes) has a race: built with
+   NETDSL_REVERSED, blocks and threads run last to first, and such a kernel's numbers
+   change. */
+#ifdef NETDSL_REVERSED
+static inline unsigned netdsl_turn(unsigned i, unsigned n) { return n - 1 - i; }
+#else
+static inline unsigned netdsl_turn(unsigned i, unsigned) { return i; }
+#endif
+
+static inline unsigned netdsl_next(unsigned t)
+{
+    return netdsl_turn((netdsl_turn(t, netdsl_threads) + 1) % netdsl_threads, netdsl_threads);
+}
+
 static inline netdsl_dim3 netdsl_index(unsigned t)
 {
     return {t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)};
@@ -69,7 +88,7 @@ static void netdsl_coroutine()
     netdsl_body(netdsl_arguments);
     if (++netdsl_finished == netdsl_threads)
         setcontext(&netdsl_host);
-    netdsl_switch((netdsl_current + 1) % netdsl_threads);
+    netdsl_switch(netdsl_next(netdsl_current));
 }
 
 #define __global__
@@ -89,7 +108,7 @@ static inline void __syncthreads()
         fprintf(stderr, "emulator: __syncthreads in a kernel run one thread at a time\n");
         abort();
     }
-    netdsl_switch((netdsl_current + 1) % netdsl_threads);
+    netdsl_switch(netdsl_next(netdsl_current));
 }
 
 static inline float __shfl_xor_sync(unsigned, float v, int lane_mask)
@@ -102,9 +121,10 @@ static inline float __shfl_xor_sync(unsigned, float v, int lane_mask)
     return other;
 }
 
-/* Runs `call(arguments)` (a kernel's wrapper, below) as every thread of every block, blocks in order, on the calling
-   thread. A kernel without barriers or shuffles (`sequential`) runs its threads
-   one after another; any other runs each block's threads as coroutines. */
+/* Runs `call(arguments)` (a kernel's wrapper, below) as every thread of every block, a block at
+   a time in netdsl_turn's order, on the calling thread. A kernel without barriers or shuffles
+   (`sequential`) runs its threads one after another; any other runs each block's threads as
+   coroutines. */
 extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], void (*call)(void **), void **arguments,
                               int sequential)
 {
@@ -117,13 +137,13 @@ extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], v
     netdsl_arguments = arguments;
     if (netdsl_stacks.size() < threads * NETDSL_STACK)
         netdsl_stacks.resize(threads * NETDSL_STACK);
-    for (unsigned z = 0; z < grid[2]; ++z)
-        for (unsigned y = 0; y < grid[1]; ++y)
-            for (unsigned x = 0; x < grid[0]; ++x) {
-                blockIdx = {x, y, z};
+    for (unsigned zi = 0; zi < grid[2]; ++zi)
+        for (unsigned yi = 0; yi < grid[1]; ++yi)
+            for (unsigned xi = 0; xi < grid[0]; ++xi) {
+                blockIdx = {netdsl_turn(xi, grid[0]), netdsl_turn(yi, grid[1]), netdsl_turn(zi, grid[2])};
                 if (sequential) {
                     for (unsigned t = 0; t < threads; ++t) {
-                        threadIdx = netdsl_index(t);
+                        threadIdx = netdsl_index(netdsl_turn(t, threads));
                         call(arguments);
                     }
                     continue;
@@ -135,10 +155,11 @@ extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], v
                     netdsl_team[t].uc_link = nullptr;
                     makecontext(&netdsl_team[t], netdsl_coroutine, 0);
                 }
-                netdsl_current = 0;
+                const unsigned first = netdsl_turn(0, threads);
+                netdsl_current = first;
                 netdsl_finished = 0;
-                threadIdx = netdsl_index(0);
-                swapcontext(&netdsl_host, &netdsl_team[0]);
+                threadIdx = netdsl_index(first);
+                swapcontext(&netdsl_host, &netdsl_team[first]);
             }
 }
 """
@@ -165,20 +186,35 @@ def launch_raw(library, name: str, grid, block, values: list, sequential: bool) 
     library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), call, arguments, int(sequential))
 
 
+# What fresh device memory holds here. cudaMalloc's bytes are whatever was there before,
+# so a kernel that reads before it writes (adds into a buffer it never cleared, a
+# product with beta != 0 on new memory) is wrong on a GPU; over zeroed host memory it
+# would be right. A finite garbage value, not NaN: NaN hides in fmaxf and comparisons,
+# while 1000 shows up in every sum it enters.
+POISON = 1e3
+
+
+def poisoned(nbytes: int) -> np.ndarray:
+    """`nbytes` of host memory reading as POISON floats, standing for a fresh device allocation."""
+    return np.full(-(-nbytes // 4), POISON, np.float32).view(np.uint8)[:nbytes]
+
+
 class Emulator:
     """Generated CUDA compiled for the host; `launch` runs one kernel of a plan."""
 
-    def __init__(self, source: str, folder: Path):
+    def __init__(self, source: str, folder: Path, reversed_turns: bool = False):
+        """`reversed_turns`: blocks and threads take turns last to first (NETDSL_REVERSED)."""
         compiler = shutil.which("g++")
         if compiler is None:
             raise RuntimeError("no C++ compiler (g++) to emulate CUDA with")
-        digest = hashlib.sha256((HEADER + source + wrappers(source)).encode()).hexdigest()[:16]
+        order = ["-DNETDSL_REVERSED"] if reversed_turns else []
+        digest = hashlib.sha256((HEADER + source + wrappers(source) + " ".join(order)).encode()).hexdigest()[:16]
         library = folder / f"emulated-{digest}.so"
         if not library.exists():
             (folder / "emulation.h").write_text(HEADER)
-            (folder / "kernels.cpp").write_text(source + wrappers(source))
-            command = [compiler, "-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC",
-                       "-include", str(folder / "emulation.h"), str(folder / "kernels.cpp"), "-o", str(library)]
+            (folder / f"kernels-{digest}.cpp").write_text(source + wrappers(source))
+            command = [compiler, "-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", *order,
+                       "-include", str(folder / "emulation.h"), str(folder / f"kernels-{digest}.cpp"), "-o", str(library)]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-4000:]}")
