@@ -3,6 +3,9 @@
 #
 #   bash benchmarks/gpu_check.sh [KIT]    # KIT: the PyCUDA kit folder (default ../shared/device)
 #
+# Environment: GPU_TESTS_S and GPU_STEP_S (each stage's time limit, s), GPU_STEP_ARGS (options of
+# gpu_step.py), PYCUDA_INSTALL (an installer to source instead of KIT/install-pycuda.sh).
+#
 # Builds PyCUDA from the kit (no package index there), runs the tests marked gpu, then
 # times a training step of the two-tower AlexNet and the CIFAR net at batch 128 with
 # netdsl's cuda backend beside the PyTorch twin on the same card (benchmarks/gpu_step.py).
@@ -16,7 +19,8 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 NETDSL_CACHE=/tmp/netdsl-cache
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/nvidia-smi.txt"
 t0=$SECONDS
-source "$kit/install-pycuda.sh" || exit 1
+# PYCUDA_INSTALL names another installer to source (a prebuilt PyCUDA that falls back to the kit's build).
+source "${PYCUDA_INSTALL:-$kit/install-pycuda.sh}" || exit 1
 echo "pycuda built in $((SECONDS - t0)) s"
 t0=$SECONDS
 timeout "${GPU_TESTS_S:-200}" python3 -m pytest -m gpu -q -rs -p no:cacheprovider 2>&1 | tee "$out/pytest-gpu.log" | tail -n 40

@@ -1,9 +1,10 @@
 """A training step on one GPU: netdsl's cuda backend beside the PyTorch twin on the same card.
 
-    python benchmarks/gpu_step.py [--nets alexnet:128,cifar:128] [--repeats 20] [--json FILE]
+    python benchmarks/gpu_step.py [--nets alexnet:128,cifar:128] [--precisions fp32,tf32,bf16]
+                                  [--repeats 20] [--json FILE]
 
 For each net (`examples/<name>.net` at the given batch, both towers of a
-two-tower net on device 0):
+two-tower net on device 0) and each precision of its matrix products:
 - netdsl: the median wall time of `ex.step` (forward, backward, SGD update,
   the loss read back) over the repeats after warm-up steps, with the guard as
   training runs it and without;
@@ -71,9 +72,9 @@ def launch_gpu_times(net, ex) -> dict[str, list[float]]:
     return dict(totals)
 
 
-def bench(name: str, batch: int, repeats: int) -> dict:
-    net = netdsl.load(ROOT / "examples" / f"{name}.net")
-    result = {"net": name, "batch": batch}
+def bench(name: str, batch: int, repeats: int, precision: str, torch_too: bool) -> dict:
+    net = netdsl.load(ROOT / "examples" / f"{name}.net", {"precision": precision})
+    result = {"net": name, "batch": batch, "precision": precision}
     started = time.perf_counter()
     ex = net.executor(backend="cuda", batch=batch, seed=0, devices=[0])
     result["build_s"] = time.perf_counter() - started
@@ -86,6 +87,9 @@ def bench(name: str, batch: int, repeats: int) -> dict:
     result["launches"] = sum(n for _, n in result["families_ms"].values())
     result["gpu_sum_ms"] = sum(ms for ms, _ in result["families_ms"].values())
     import torch
+    result["device"] = torch.cuda.get_device_name()
+    if not torch_too:
+        return result
     params = dict(ex.params)
     _, result["torch_step_ms"] = time_torch(net, params, batch, repeats, "cuda")
     result["torch_step_ms"] *= 1e3
@@ -93,20 +97,21 @@ def bench(name: str, batch: int, repeats: int) -> dict:
     _, result["torch_step_benchmark_ms"] = time_torch(net, params, batch, repeats, "cuda")
     result["torch_step_benchmark_ms"] *= 1e3
     torch.backends.cudnn.benchmark = False
-    result["device"] = torch.cuda.get_device_name()
     return result
 
 
-def table(r: dict) -> str:
-    lines = [f"== {r['net']} batch {r['batch']} on {r.get('device', '?')} (build {r['build_s']:.1f} s)",
+def table(r: dict, torch_ms: float) -> str:
+    lines = [f"== {r['net']} batch {r['batch']}, {r['precision']} matrix products, on {r['device']} "
+             f"(build {r['build_s']:.1f} s)",
              f"netdsl step, guard on : {r['netdsl_step_guard_ms']:9.2f} ms  "
              f"{r['batch'] / r['netdsl_step_guard_ms'] * 1e3:9.1f} img/s",
              f"netdsl step, guard off: {r['netdsl_step_ms']:9.2f} ms  {r['batch'] / r['netdsl_step_ms'] * 1e3:9.1f} img/s",
              f"netdsl GPU time summed over {r['launches']} launches: {r['gpu_sum_ms']:.2f} ms",
-             f"pytorch step (defaults): {r['torch_step_ms']:9.2f} ms  {r['batch'] / r['torch_step_ms'] * 1e3:9.1f} img/s",
-             f"pytorch step (cudnn.benchmark): {r['torch_step_benchmark_ms']:9.2f} ms",
-             f"ratio netdsl (guard on) / pytorch (defaults): {r['netdsl_step_guard_ms'] / r['torch_step_ms']:.2f}",
-             f"ratio netdsl GPU sum / pytorch (defaults): {r['gpu_sum_ms'] / r['torch_step_ms']:.2f}",
+             *([f"pytorch step (defaults): {r['torch_step_ms']:9.2f} ms  "
+                f"{r['batch'] / r['torch_step_ms'] * 1e3:9.1f} img/s",
+                f"pytorch step (cudnn.benchmark): {r['torch_step_benchmark_ms']:9.2f} ms"] if "torch_step_ms" in r else []),
+             f"ratio netdsl (guard on) / pytorch (defaults): {r['netdsl_step_guard_ms'] / torch_ms:.2f}",
+             f"ratio netdsl GPU sum / pytorch (defaults): {r['gpu_sum_ms'] / torch_ms:.2f}",
              "kernel family                          GPU ms  launches"]
     for fam, (ms, n) in sorted(r["families_ms"].items(), key=lambda kv: -kv[1][0]):
         lines.append(f"  {fam:<36} {ms:8.3f}  {n:8d}")
@@ -116,20 +121,24 @@ def table(r: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", default="alexnet:128,cifar:128")
+    parser.add_argument("--precisions", default="fp32,tf32,bf16")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results, failed = [], 0
     for spec in args.nets.split(","):
         name, batch = spec.split(":")
-        try:
-            r = bench(name, int(batch), args.repeats)
-            results.append(r)
-            print(table(r), flush=True)
-        except Exception:
-            failed += 1
-            print(f"== {name}: failed", flush=True)
-            traceback.print_exc()
+        torch_ms = None
+        for precision in args.precisions.split(","):
+            try:
+                r = bench(name, int(batch), args.repeats, precision, torch_too=torch_ms is None)
+                results.append(r)
+                torch_ms = torch_ms or r["torch_step_ms"]
+                print(table(r, torch_ms), flush=True)
+            except Exception:
+                failed += 1
+                print(f"== {name}, {precision}: failed", flush=True)
+                traceback.print_exc()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))
     return 1 if failed else 0

@@ -108,7 +108,8 @@ def _write_plan(g, out: Path, targets: list[str], batch: int, after=None) -> lis
         written += [KERNEL_FILES[target], f"plan{suffix}.json", f"memory{suffix}.json"]
         layers = sum(1 for _, d in g.nodes(data=True) if d.is_layer)
         print(f"{target}: {plan.kernel_count} kernels from {len(plan.modules)} distinct bodies for "
-              f"{layers} layers in {KERNEL_FILES[target]}; {len(plan.steps)} steps")
+              f"{layers} layers in {KERNEL_FILES[target]}; {len(plan.steps)} steps; "
+              f"{plan.precision} matrix products")
         print(memory_table(plan, where))
     if "cuda" in targets:
         if not nvcc.available():

@@ -59,7 +59,7 @@ def plan_json(plan: Plan) -> dict:
     phases = {phase: [_step(plan, i, steps[i]) for i in plan.phase_range(phase)]
               for phase in ("forward", "backward", "update")}
     return {
-        "network": plan.network, "target": plan.target, "batch": plan.batch,
+        "network": plan.network, "target": plan.target, "batch": plan.batch, "precision": plan.precision,
         "placement": plan.placement, "kernels": plan.kernel_count,
         "bodies": [m.node for m in plan.modules],
         **phases,

@@ -23,6 +23,8 @@ Roles of a TensorRef (index says which one, where a node has several):
     scratch      temporary within one kernel call (index: the buffer's name)
     seed         dloss/dloss = 1
     discard      a gradient nobody reads (of a network input)
+    status       the step's own small buffers, one per physical device (index: the device):
+                 "gate" holds the update's gradient scale and whether to apply it at all
 
 Persistent roles live for the whole run; the others only while the step
 needs them, which is what lets the memory plan reuse their bytes.
@@ -33,8 +35,9 @@ from dataclasses import dataclass, field
 
 from .codegen.plan import Kernel, KernelSource
 
-ROLES = ("value", "grad", "param", "param_grad", "momentum", "state", "saved", "scratch", "seed", "discard")
-PERSISTENT = frozenset({"param", "param_grad", "momentum", "state", "seed"})
+ROLES = ("value", "grad", "param", "param_grad", "momentum", "state", "saved", "scratch", "seed", "discard",
+         "status")
+PERSISTENT = frozenset({"param", "param_grad", "momentum", "state", "seed", "status"})
 ITEM_BYTES = {"float32": 4, "int32": 4}
 
 

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 import netdsl
-from tolerances import assert_close
+from tolerances import NETWORK_RTOL, assert_close
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-RTOL = 1e-4
 
 
 def spread_weights(params: dict, seed: int = 0) -> dict:
@@ -33,10 +32,10 @@ def spread_weights(params: dict, seed: int = 0) -> dict:
             .astype(np.float32) for name, v in params.items()}
 
 
-def pair(example: str, batch: int, make):
-    """The reference and `make(net)`'s executor of an example, with the same spread
-    weights, and a batch of images and labels."""
-    net = netdsl.load(EXAMPLES / example)
+def pair(example: str, batch: int, make, precision: str = "fp32"):
+    """The reference and `make(net)`'s executor of an example whose matrix products run in
+    `precision`, with the same spread weights, and a batch of images and labels."""
+    net = netdsl.load(EXAMPLES / example, {"precision": precision})
     ref = net.executor(backend="reference", batch=batch, seed=1)
     other = make(net)
     weights = spread_weights(ref.params)
@@ -48,13 +47,20 @@ def pair(example: str, batch: int, make):
     return ref, other, r.standard_normal((batch,) + tuple(shape)).astype(np.float32), r.integers(0, classes, batch)
 
 
+def _rtol(other) -> float:
+    plan = getattr(other, "plan", None)
+    return NETWORK_RTOL[plan.precision if plan is not None else "fp32"]
+
+
 def assert_gradients_match(ref, other, images, labels) -> None:
-    """The scores at test time, then every parameter gradient of a training pass (dropout on)."""
-    assert_close(other.forward(images), ref.forward(images), RTOL, "scores")
+    """The scores at test time, then every parameter gradient of a training pass (dropout on),
+    within the tolerance of the precision `other` computes its matrix products in."""
+    rtol = _rtol(other)
+    assert_close(other.forward(images), ref.forward(images), rtol, "scores")
     _, want = ref.gradients(images, labels)
     _, got = other.gradients(images, labels)
     for name in want:
-        assert_close(got[name], want[name], RTOL, name)
+        assert_close(got[name], want[name], rtol, name)
 
 
 def assert_steps_match(ref, other, images, labels, steps: int = 3) -> None:
@@ -63,4 +69,4 @@ def assert_steps_match(ref, other, images, labels, steps: int = 3) -> None:
         ref.step(images, labels)
         other.step(images, labels)
     for name in ref.params:
-        assert_close(other.params[name], ref.params[name], RTOL, name)
+        assert_close(other.params[name], ref.params[name], _rtol(other), name)

@@ -21,6 +21,15 @@ FLOAT32_RTOL = 1e-5
 # float64 against a direct loop of the same formula: only summation order differs.
 FLOAT64_RTOL = 1e-12
 
+# A whole network's scores, gradients and SGD steps on a generated backend against the
+# reference, by the precision of its matrix products (netdsl/precision.py). fp32: float32
+# rounding through a few dozen kernels. TF32 and BF16 round every operand of every product
+# to u = 2^-11 and 2^-8: one product is off by at most about 2u (tests/codegen/test_mma_gemm.py
+# holds each to 3u), and a gradient at the bottom of AlexNet went through about 16 of them
+# (forward and backward) whose independent errors add in quadrature: sqrt(16) * 2u = 8u.
+# The tolerance is 10u: 4.9e-3 (TF32) and 3.9e-2 (BF16).
+NETWORK_RTOL = {"fp32": 1e-4, "tf32": 10 * 2.0 ** -11, "bf16": 10 * 2.0 ** -8}
+
 _SHOWN = 5  # mismatching elements printed on failure
 
 

@@ -118,6 +118,15 @@ class GemmVariant:
     trans_b: bool
     tile_m: int = 0  # CUDA block tile; 0 where a library does the tiling
     tile_n: int = 0
+    precision: str = "fp32"  # "fp32" (SIMT), "tf32" or "bf16" (tensor cores, FP32 accumulation)
+    warps_m: int = 0  # tensor-core variants: the block's warps along m and n,
+    warps_n: int = 0  # the depth of one shared-memory stage along k,
+    depth: int = 0    # and the number of stages in flight
+    stages: int = 0
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.warps_m * self.warps_n if self.warps_m else (self.tile_m // 8) * (self.tile_n // 8)
 
 
 @dataclass(frozen=True)

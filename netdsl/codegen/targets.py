@@ -2,9 +2,10 @@
 use, how kernels are launched, and which matrix-product routine a call gets.
 
 C runs each kernel as a plain function whose loops OpenMP spreads over the
-cores, and hands matrix products to BLAS (`gemm_c.j2`). CUDA launches a grid
-per kernel and computes matrix products with the tiled kernel of
-`gemm_cuda.j2`, picking the tile per call.
+cores, and hands matrix products to BLAS (`gemm_c.j2`); it ignores the
+products' precision. CUDA launches a grid per kernel and computes matrix
+products with the tiled SIMT kernel of `gemm_cuda.j2` (fp32) or the
+tensor-core kernel of `_gemm_mma.j2` (tf32, bf16), picking the tile per call.
 """
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ MAX_BLOCKS = 65535
 # call still yields this many blocks (about two waves on a 132-SM H100).
 GEMM_TILES = ((128, 128), (64, 64))
 GEMM_MIN_BLOCKS = 264
+# The tensor-core product (templates/_gemm_mma.j2), largest tile first:
+# (tile_m, tile_n) -> (warps along m, warps along n, stage depth along k, stages).
+# Stages are 16 deep and as many as fit 48 KB of static shared memory (16 KB a
+# stage at 128 x 128, 12 KB at 64 x 128; 64 x 64 stops at 4, 32 KB), so no
+# launch needs the dynamic-shared-memory attribute. Warp tiles are 64 x 32 or
+# 32 x 32: at most 64 accumulators and 24 fragment registers a thread.
+MMA_TILES = {(128, 128): (2, 4, 16, 3), (64, 128): (2, 4, 16, 4), (64, 64): (2, 2, 16, 4)}
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def _transposes(trans_a: bool, trans_b: bool) -> str:
@@ -73,20 +82,40 @@ class CudaTarget(Target):
         return Launch((max(1, min(rows, MAX_BLOCKS)), 1, 1), (threads, 1, 1))
 
     def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown matrix-product precision {precision!r}; one of {PRECISIONS}")
+        tiles = GEMM_TILES if precision == "fp32" else tuple(MMA_TILES)
         if tile is not None:
-            if tuple(tile) not in GEMM_TILES:
-                raise ValueError(f"no {tile} tile; the CUDA matrix product has {GEMM_TILES}")
+            if tuple(tile) not in tiles:
+                raise ValueError(f"no {tile} tile; the CUDA {precision} matrix product has {tiles}")
             tile_m, tile_n = tile
-        else:
-            for tile_m, tile_n in GEMM_TILES:
+        elif precision == "fp32":  # the SIMT rule, unchanged: the first tile with enough blocks, else the last
+            for tile_m, tile_n in tiles:
                 if -(-m // tile_m) * -(-n // tile_n) * batch >= GEMM_MIN_BLOCKS:
                     break
-        name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}_{tile_m}x{tile_n}"
-        variant = GemmVariant(name, trans_a, trans_b, tile_m, tile_n)
-        threads = (tile_m // 8) * (tile_n // 8)
+        else:
+            tile_m, tile_n = choose_tile(tiles, m, n, batch)
+        transposes = _transposes(trans_a, trans_b)
+        if precision == "fp32":
+            variant = GemmVariant(f"netdsl_sgemm_{transposes}_{tile_m}x{tile_n}", trans_a, trans_b, tile_m, tile_n)
+        else:
+            warps_m, warps_n, depth, stages = MMA_TILES[tile_m, tile_n]
+            variant = GemmVariant(f"netdsl_{precision}gemm_{transposes}_{tile_m}x{tile_n}", trans_a, trans_b,
+                                  tile_m, tile_n, precision, warps_m, warps_n, depth, stages)
         if batch > MAX_BLOCKS or -(-m // tile_m) > MAX_BLOCKS:
             raise ValueError(f"matrix product too large for one launch: {m} rows, batch {batch}")
-        return variant, Launch((-(-n // tile_n), -(-m // tile_m), batch), (threads, 1, 1))
+        return variant, Launch((-(-n // tile_n), -(-m // tile_m), batch), (variant.threads, 1, 1))
+
+
+def choose_tile(tiles, m: int, n: int, batch: int) -> tuple[int, int]:
+    """The largest tile (in the order given) that still yields GEMM_MIN_BLOCKS blocks, about
+    two waves on 132 SMs; else the smallest. Tiles taller than m + 63 are skipped first:
+    m = 48 (conv1's weight gradient) in a 128-row tile would leave 62% of it empty."""
+    fitting = [t for t in tiles if t[0] < m + 64] or [min(tiles)]
+    for tile_m, tile_n in fitting:
+        if -(-m // tile_m) * -(-n // tile_n) * batch >= GEMM_MIN_BLOCKS:
+            return tile_m, tile_n
+    return min(fitting, key=lambda t: t[0] * t[1])
 
 
 TARGETS: dict[str, Target] = {

@@ -9,7 +9,12 @@ so runtimes run them as more forward kernels:
 
 The update's buffers: the parameter (`param` role, written), its velocity
 (`v<param>`, also `param`: state that lives for the whole run) and its
-gradient (`d<param>`); its run-time scalars are `momentum`, `lr` and `decay`.
+gradient (`d<param>`), and the step's `gate` (2 floats: the gradient scale and
+whether to update at all); its run-time scalars are `momentum`, `lr` and `decay`.
+
+    render_watch(target)                              templates/watch.j2: the guard's and
+                                                      clipping's sums of squares on the device
+                                                      (CUDA only; the runtime launches them)
 """
 from __future__ import annotations
 
@@ -36,4 +41,17 @@ def render_gradsum(node: str, source_line: int, parts: int, size: int, target: s
 
 def render_update(node: str, source_line: int, param: str, size: int, target: str) -> KernelSource:
     return _render("update", node, source_line, target, param=Tensor(Buffer(param, "param", size), (size,)),
-                   velocity=Tensor(Buffer(f"v{param}", "param", size), (size,)))
+                   velocity=Tensor(Buffer(f"v{param}", "param", size), (size,)),
+                   gate=Tensor(Buffer("gate", "input", 2), (2,)))
+
+
+WATCH_THREADS = 256  # a power of two: the block's tree reduction halves it
+
+
+def render_watch(target: str) -> KernelSource:
+    """Kernels with their own signatures (tables of tensors, a double workspace), so the
+    source declares no `Kernel`: the cuda runtime launches them by name."""
+    if target != "cuda":
+        raise ValueError(f"the device-side guard is rendered for cuda, not {target}")
+    module = environment().get_template("watch.j2").make_module({"threads": WATCH_THREADS})
+    return KernelSource(target, "watch", "watch", str(module), (), (), (), module)

@@ -53,6 +53,10 @@ def cmd_ablate(args) -> int:
 
 def cmd_time(args) -> int:
     from ..cli import parse_sets
+    if args.predict:  # the time model: nothing runs
+        from .predict import predict
+        print(predict(args.file, parse_sets(args.set), args.predict, args.batch))
+        return 0
     from .timing import time_network
     print(time_network(args.file, parse_sets(args.set), args.backend, args.batch, args.repeat, args.torch))
     return 0
@@ -115,6 +119,8 @@ def register(sub) -> None:
     c.add_argument("--batch", type=argtypes.batch, help="batch size (default: the train block's)")
     c.add_argument("--repeat", type=argtypes.positive, default=5, metavar="N", help="steps timed (default 5)")
     c.add_argument("--torch", action="store_true", help="also time the network's PyTorch twin, side by side")
+    c.add_argument("--predict", metavar="DEVICE", choices=["h100", "h200", "a100", "l4"],
+                   help="run nothing: the cuda step's time on DEVICE from the time model, launch by launch")
     with_backend(c)
     c.set_defaults(fn=cmd_time)
 

@@ -117,6 +117,8 @@ class Conv(WeightedLayer):
         Example({"filters": 4, "size": 3, "pad": "same", "dilation": [2, 1], "groups": 2}, [(2, 6, 5)],
                 "same padding, dilated, depthwise"),
         Example({"filters": 3, "size": 3, "stride": 2, "pad": 1, "bias": "none"}, [(2, 6, 5)], "no bias"),
+        Example({"filters": 3, "size": 3, "stride": 1, "pad": 1}, [(2, 35, 45)],
+                "long k (batch x 1,575 pixels): the CUDA weight gradient in 3 or 9 slices of odd depth"),
     )
 
     def geometry(self, a) -> SimpleNamespace:

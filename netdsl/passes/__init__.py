@@ -48,10 +48,13 @@ def pass_names() -> list[str]:
 
 def plan_step(g: nx.DiGraph, batch: int, target: str, placement: Callable[[str], str] = lambda device: device,
               reuse: bool = True, after: Callable[[str, Plan], None] | None = None,
-              precision: str = "fp32") -> Plan:
+              precision: str | None = None) -> Plan:
     """The training step of a training graph at `batch` for `target` ("c" or "cuda"), with
     logical devices placed by `placement` and matrix products in `precision`; `reuse=False`
-    gives every tensor its own bytes."""
+    gives every tensor its own bytes. `precision` defaults to the train block's, resolved for
+    the target (netdsl/precision.py)."""
+    from .. import precision as precisions
+    precision = precisions.resolve(precision or precisions.requested(g), target)
     plan = lower(g, batch, target, placement, precision)
     if after is not None:
         after("lower", plan)

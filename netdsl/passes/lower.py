@@ -16,7 +16,12 @@ Every node of the graph becomes steps, in topological order:
                gradient of its output; writing the gradient of each input, or the
                part of it this consumer sends where the input fans out
     gradsum    the parts added (templates/gradsum.j2)
-    update     SGD of each parameter (templates/update.j2)
+    update     SGD of each parameter (templates/update.j2), reading its physical device's
+               gate (TensorRef("gate", "status", device): the clipping scale and whether
+               the guard lets the update run), which starts as 1, 1 (the fill)
+
+For the cuda target the module also carries the guard's and clipping's device
+reductions (templates/watch.j2), which the runtime launches between phases.
 
 A kernel's buffers bind to TensorRefs by role: inputs and output to values,
 their gradients to grads, parameters to param / param_grad, saved and scratch
@@ -31,7 +36,7 @@ from typing import Callable
 import networkx as nx
 
 from ..codegen import Kernel, KernelSource, render_layer
-from ..codegen.training import render_gradsum, render_update
+from ..codegen.training import render_gradsum, render_update, render_watch
 from ..graph_ops import is_transfer, loss_node, loss_weights, ordered_inputs, topological
 from ..nodes import Role
 from ..step import Call, Copy, Plan, TensorInfo, TensorRef
@@ -144,9 +149,10 @@ class _Lowering:
         scores = ordered_inputs(self.g, self.loss)[0]
         host_reads = frozenset(values[n] for n in (scores, *self.losses) if n in values)
         devices = {info.device for info in tensors.values()}
+        modules = list(self.bodies.values()) + ([render_watch(self.target)] if self.target == "cuda" else [])
         return Plan(
             network=self.g.graph["network"], target=self.target, batch=self.batch,
-            modules=list(self.bodies.values()), tensors=tensors,
+            modules=modules, tensors=tensors,
             forward=forward, backward=backward, update=update,
             inputs={n: t for n, t in values.items() if self.g.nodes[n].is_input},
             values=values, param_grads={p.param_name: p for p in params if p in tensors},
@@ -211,7 +217,8 @@ class _Lowering:
             source = self._body(("update", pname, size), f"update_{size}",
                                 lambda name: render_update(name, self._line(layer), pname, size, self.target))
             binding = {pname: TensorRef(layer, "param", pname), f"v{pname}": TensorRef(layer, "momentum", pname),
-                       f"d{pname}": TensorRef(layer, "param_grad", pname)}
+                       f"d{pname}": TensorRef(layer, "param_grad", pname),
+                       "gate": TensorRef("gate", "status", str(self.placement(d.device)))}
             self.update += [self._call(k, layer, node, d.device, binding) for k in source.forward]
 
     # ---- after every node ----------------------------------------------------------
@@ -224,7 +231,7 @@ class _Lowering:
         found: dict[TensorRef, TensorInfo] = {}
 
         def add(ref, size, dtype, device):
-            fill = self.losses[ref.node] if ref.role == "seed" else None
+            fill = self.losses[ref.node] if ref.role == "seed" else 1.0 if ref.role == "status" else None
             info = found.setdefault(ref, TensorInfo(size, dtype, device, fill))
             if (info.size, info.dtype) != (size, dtype):
                 raise ValueError(f"{ref}: bound as {size} {dtype} and as {info.size} {info.dtype}")

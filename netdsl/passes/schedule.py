@@ -11,8 +11,9 @@ stream (earlier ones are ordered behind it on their own stream), unless its
 stream already waited for that step or a later one of the same stream.
 Every waited-for step records an event after it.
 
-The host synchronises every stream at the end of each phase (it reads the
-loss, loads the next batch), so conflicts are looked for within a phase.
+Every stream is ordered after every other at the end of each phase (the cuda
+backend joins them on the device: each waits for the others' last event; a
+host backend runs in order), so conflicts are looked for within a phase.
 Result: Plan.sync, by step index into Plan.steps.
 """
 from __future__ import annotations

@@ -9,9 +9,13 @@ two GPUs and `devices=[0]` puts both on one. The three roles (planned.py):
     compiler    PyCUDA's SourceModule (which caches cubins by source hash), once per GPU
     program     a stream per logical device; each launch waits for the events the
                 schedule lists and records one where another stream waits on it;
-                Copy steps are device-to-device copies on the sender's stream
+                Copy steps are device-to-device copies on the sender's stream.
+                Kernels are prepared once (their argument format) and launched
+                with prepared_async_call; a pass pushes each context once
 
-The schedule pass decides every wait and event; this file derives none.
+The schedule pass decides every wait and event within a phase; between phases
+the streams join on the device (`join`), and a training step waits for the
+device once, at its end (device_step.py: the guard and clipping run on the GPU).
 
 Parameters and momentum live on the GPU. The host arrays of `ex.params` are
 uploaded when they change (`set_params`, `load`) and downloaded only when
@@ -28,6 +32,7 @@ import pycuda.driver as drv  # noqa: F401  (ImportError here means: no cuda back
 
 from ..paths import cache_dir
 from ..step import Copy, TensorRef
+from .device_step import DeviceStep
 from .planned import PlannedExecutor
 
 _NUMPY = {"float": np.float32, "int": np.int32, "int64_t": np.int64, "uint32_t": np.uint32, "uint64_t": np.uint64}
@@ -47,7 +52,7 @@ class _Place:
         drv.Context.pop()
 
 
-class Executor(PlannedExecutor):
+class Executor(DeviceStep, PlannedExecutor):
     backend = "cuda"
     target = "cuda"
 
@@ -57,8 +62,12 @@ class Executor(PlannedExecutor):
         self.devices = list(devices or [0])
         self.places = {str(d): _Place(d) for d in sorted(set(self.devices))}
         self._stale = False
+        self._events, self._joins, self._staging = {}, {}, {}
         placement = lambda logical: str(self.devices[int(logical[3:]) % len(self.devices)])  # "gpu<i>"
         super().__init__(graph, batch, seed, dtype, guard, placement, keep_values)
+        from .cuda_watch import Watch
+        self.watch = Watch(self)
+        self._pinned: dict[TensorRef, np.ndarray] = {}
 
     # ---- compiler: one module per physical GPU -----------------------------------------
     def compile(self, source: str) -> dict:
@@ -87,12 +96,58 @@ class Executor(PlannedExecutor):
             drv.memcpy_htod(self._address(ref), np.ascontiguousarray(array, info.dtype).reshape(-1))
 
     def download(self, ref: TensorRef) -> np.ndarray:
+        return self.download_many([ref])[0]
+
+    def download_many(self, refs) -> list[np.ndarray]:
+        """Copies after everything issued so far, waiting once per device involved."""
+        self.join()
+        outs, streams = [], {}
+        for ref in refs:
+            info = self.plan.tensors[ref]
+            outs.append(np.empty(info.size, info.dtype))
+            stream = self._main_stream(ref)
+            with self._place(ref):
+                drv.memcpy_dtoh_async(outs[-1], self._address(ref), stream)
+            streams[self.plan.placement[info.device]] = stream
+        for device, stream in streams.items():
+            with self.places[device]:
+                stream.synchronize()
+        return outs
+
+    def _main_stream(self, ref: TensorRef):
+        return self.device_stream(self.plan.placement[self.plan.tensors[ref].device])
+
+    def device_stream(self, physical: str):
+        """The stream of the first logical device placed on `physical`: after a join it has
+        waited for every stream, so work queued on it sees the whole step so far."""
+        return self._stream(min(d for d, p in self.plan.placement.items() if p == physical))
+
+    def gate_of(self, physical: str) -> TensorRef:
+        return TensorRef("gate", "status", physical)
+
+    def read_later(self, ref: TensorRef) -> np.ndarray:
+        """A pinned array the tensor is copied into after what was issued so far (call after a
+        join); its contents are valid once the step's final read has waited."""
         info = self.plan.tensors[ref]
-        out = np.empty(info.size, info.dtype)
+        if ref not in self._pinned:
+            with self._place(ref):
+                self._pinned[ref] = drv.pagelocked_empty(info.size, info.dtype)
         with self._place(ref):
-            drv.Context.synchronize()
-            drv.memcpy_dtoh(out, self._address(ref))
-        return out
+            drv.memcpy_dtoh_async(self._pinned[ref], self._address(ref), self._main_stream(ref))
+        return self._pinned[ref]
+
+    def upload_input(self, ref: TensorRef, array: np.ndarray) -> None:
+        """A batch goes through a pinned staging buffer, asynchronously; the previous pass's
+        final read has waited for the device, so the buffer is free to refill."""
+        info = self.plan.tensors[ref]
+        staging = self._staging.get(ref)
+        if staging is None:
+            with self._place(ref):
+                staging = self._staging[ref] = drv.pagelocked_empty(info.size, info.dtype)
+        staging[...] = np.asarray(array, info.dtype).reshape(-1)
+        with self._place(ref):
+            drv.memcpy_htod_async(self._address(ref), staging, self._main_stream(ref))
+        self.join()
 
     # ---- program ---------------------------------------------------------------------------
     def make_cell(self, ctype: str):
@@ -102,7 +157,8 @@ class Executor(PlannedExecutor):
         cell[0] = value
 
     def prepare(self, index, step, sync):
-        """A closure that issues the step on its stream, with the schedule's waits and event."""
+        """(place, issue) for one step: issue() puts it on its stream, after the schedule's
+        waits, recording its event; `run` pushes the place's context once for many."""
         stream_device = step.src_device if isinstance(step, Copy) else step.device
         stream = self._stream(stream_device)
         place = self.places[self.plan.placement[stream_device]]
@@ -119,45 +175,70 @@ class Executor(PlannedExecutor):
                 drv.memcpy_dtod_async(dst, src, nbytes, stream)
         else:
             function = self.module[self.plan.placement[step.device]].get_function(step.kernel.name)
-            values = [np.uintp(self._address(v)) if isinstance(v, TensorRef) else v
-                      for v in self.arguments(step)]
-            types = [None if a.pointer else _NUMPY[a.ctype] for a in step.kernel.args]
+            # prepare() fixes the argument format once; a launch only packs the values
+            function.prepare([np.uintp if a.pointer else _NUMPY[a.ctype] for a in step.kernel.args])
+            values = [int(self._address(v)) if isinstance(v, TensorRef) else v for v in self.arguments(step)]
+            cells = [(i, v) for i, v in enumerate(values) if isinstance(v, np.ndarray)]
             grid, block = step.kernel.launch.grid, step.kernel.launch.block
 
             def issue():
-                args = [v if isinstance(v, np.uintp) else (v[0] if isinstance(v, np.ndarray) else t(v))
-                        for v, t in zip(values, types)]
-                function(*args, grid=grid, block=block, stream=stream)
+                for i, cell in cells:  # a cell's value as set for this pass
+                    values[i] = cell[0]
+                function.prepared_async_call(grid, block, stream, *values)
 
         def launch():
-            with place:
-                for j in waits:
-                    recorded = self._events.get(j)
-                    if recorded is not None:  # not recorded: its step was not part of this run
-                        stream.wait_for_event(recorded)
-                issue()
-                if event is not None:
-                    event.record(stream)
-                    self._events[index] = event
-        return launch
+            for j in waits:
+                recorded = self._events.get(j)
+                if recorded is not None:  # not recorded: its step was not part of this pass
+                    stream.wait_for_event(recorded)
+            issue()
+            if event is not None:
+                event.record(stream)
+                self._events[index] = event
+        return place, launch
 
     def _stream(self, logical: str):
         streams = self.__dict__.setdefault("_streams", {})
         if logical not in streams:
             with self.places[self.plan.placement[logical]]:
                 streams[logical] = drv.Stream()
+                self._joins[logical] = drv.Event()
         return streams[logical]
 
     def run(self, launches) -> None:
+        """Issues the launches; nothing waits for them here (see `join` and `read_back`)."""
+        current = None
+        try:
+            for place, launch in launches:
+                if place is not current:
+                    if current is not None:
+                        current.__exit__()
+                    current = place.__enter__()
+                launch()
+        finally:
+            if current is not None:
+                current.__exit__()
+
+    def join(self) -> None:
+        """Every stream waits, on the device, for what every other stream has issued so far:
+        the phases follow each other with no host synchronisation (the schedule orders
+        streams within a phase only). The step events before it are then redundant."""
+        streams = self.__dict__.get("_streams", {})
+        for logical, stream in streams.items():
+            with self.places[self.plan.placement[logical]]:
+                self._joins[logical].record(stream)
+        for logical, stream in streams.items():
+            with self.places[self.plan.placement[logical]]:
+                for other in streams:
+                    if other != logical:
+                        stream.wait_for_event(self._joins[other])
         self._events = {}
-        for launch in launches:
-            launch()
-        self.synchronize()
 
     def synchronize(self) -> None:
         for place in self.places.values():
             with place:
                 drv.Context.synchronize()
+        self._events = {}
 
     # ---- weights: on the GPU, fetched when the host reads them -----------------------------
     def _updated(self) -> None:
@@ -166,10 +247,14 @@ class Executor(PlannedExecutor):
     def _fetch(self) -> None:
         if self._stale:
             self._stale = False
+            arrays, refs = [], []
             for table, role in ((self._params, "param"), (self._velocity, "momentum")):
                 for name, array in table.items():
                     layer, pname = name.rsplit(".", 1)
-                    array.reshape(-1)[...] = self.download(TensorRef(layer, role, pname))
+                    arrays.append(array)
+                    refs.append(TensorRef(layer, role, pname))
+            for array, value in zip(arrays, self.download_many(refs)):
+                array.reshape(-1)[...] = value
 
     @property
     def params(self):

@@ -174,15 +174,17 @@ class PlannedExecutor(base.Executor):
         view = self.view(ref)
         return view if view is not None else self.download(ref)
 
+    def _watched(self, phase: str, labels) -> list[tuple[str, str, TensorRef]]:
+        """(node, what, tensor) the guard checks after `phase`."""
+        if phase == "forward":
+            final = self.loss if labels is not None else self.scores_node
+            return [(final, "the output", self.plan.values[final]), *self.watched_weights]
+        return self.watched_grads
+
     def _guard(self, phase: str, images, labels, train: bool) -> None:
         if not self.guard:
             return
-        if phase == "forward":
-            final = self.loss if labels is not None else self.scores_node
-            watched = [(final, "the output", self.plan.values[final]), *self.watched_weights]
-        else:
-            watched = self.watched_grads
-        bad = [(node, what) for node, what, ref in watched if not self._finite(ref)]
+        bad = [(node, what) for node, what, ref in self._watched(phase, labels) if not self._finite(ref)]
         if bad:
             self._find_first_bad(phase, images, labels, train)
             raise base.NonFiniteError(*bad[0], self.steps)
@@ -217,12 +219,12 @@ class PlannedExecutor(base.Executor):
                              f"(smaller ones for forward only), got {n}")
         padded = np.zeros((self.batch,) + images.shape[1:], np.float32)
         padded[:n] = images
-        self.upload(self.plan.inputs[self.image_input], padded)
+        self.upload_input(self.plan.inputs[self.image_input], padded)
         if labels is not None:
             classes = self.g.nodes[self.label_input].shape[0]
             if len(labels) != n or labels.min() < 0 or labels.max() >= classes:
                 raise ValueError(f"labels must be {n} class indices in [0, {classes})")
-            self.upload(self.plan.inputs[self.label_input], np.ascontiguousarray(labels, np.int32))
+            self.upload_input(self.plan.inputs[self.label_input], np.ascontiguousarray(labels, np.int32))
         return n
 
     def _value(self, node: str) -> np.ndarray:
@@ -326,6 +328,10 @@ class PlannedExecutor(base.Executor):
 
     def download(self, ref: TensorRef) -> np.ndarray:
         raise NotImplementedError
+
+    def upload_input(self, ref: TensorRef, array: np.ndarray) -> None:
+        """A batch's images or labels, before a pass (a device backend may stage them)."""
+        self.upload(ref, array)
 
     def fill(self, ref: TensorRef, value: float) -> None:
         info = self.plan.tensors[ref]

@@ -4,6 +4,7 @@ set up or reopen a run directory."""
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -69,6 +70,7 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     data_path, data = open_data(net, data_dir, progress=progress)
     executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
                                    devices=world.devices(devices, backend)), world)
+    announce_precision(net, executor, world)
     write_config(run_dir, {"file": str(file), "source": source, "overrides": overrides,
                            "data": str(data_path.resolve()), "backend": executor.backend,
                            "classes": data.classes, "class_names": data.class_names, "options": asdict(options)})
@@ -109,6 +111,7 @@ def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices
     backend = backend or config["backend"]
     executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
                                    devices=world.devices(devices, backend)), world)
+    announce_precision(net, executor, world)
     trainer = Trainer(net, data, executor, run_path, options, world)
     if state:
         trainer.restore()
@@ -199,3 +202,11 @@ def decoder_reason(exc: Exception) -> str:
     if "cannot identify image file" in text or not text:
         return "not an image in a format netdsl reads (JPEG, PNG, BMP, WebP)"
     return text
+
+
+def announce_precision(net, executor, world) -> None:
+    """The matrix products' precision, once per run, beside the backend line."""
+    if world.is_root:
+        from ..precision import describe
+        target = getattr(executor, "target", "") or "c"  # the reference executor computes in fp32, as C does
+        print(describe(net.train.precision.name, target, executor.backend), file=sys.stderr)

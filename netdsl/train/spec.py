@@ -91,8 +91,11 @@ AUGMENTATIONS = {
     "scale": (("factor", "float", REQUIRED, nonzero_finite),),
 }
 TEST_MODES = {"center_crop": (), "ten_crop": ()}
+# Matrix products' precision (netdsl/precision.py): auto is TF32 on a GPU, FP32 on the CPU.
+PRECISIONS = {"auto": (), "fp32": (), "tf32": (), "bf16": ()}
 
-CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "test": TEST_MODES, "watchdog": WATCHDOGS}
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "test": TEST_MODES, "watchdog": WATCHDOGS,
+           "precision": PRECISIONS}
 # `clip`: the largest global L2 norm of all parameter gradients a step applies (a larger
 # gradient is scaled down to it); 0 turns clipping off.
 SCALARS = {"batch": "int", "epochs": "int", "seed": "int", "clip": "float"}
@@ -114,6 +117,7 @@ class TrainSpec:
     test: CallValue = CallValue("center_crop", {})
     clip: float = 0.0
     watchdog: CallValue = CallValue("stop", {"above": 2.0, "steps": 3, "rising": 10})
+    precision: CallValue = CallValue("auto", {})
 
     def augmentation(self, name: str) -> CallValue | None:
         return next((a for a in self.augment if a.name == name), None)

@@ -9,8 +9,13 @@ between two barriers. That is enough for the kernels netdsl generates, whose
 barriers and shuffles are reached by every thread of a block, and it checks
 what compiling alone cannot: index arithmetic, grid-stride loops, block
 reductions, and the tiled matrix product's edge guards and vector paths.
+Tensor-core and cp.async instructions, which the templates keep behind
+small functions (templates/_mma_ptx.j2), are replaced by C++ twins written
+from their PTX semantics (emulated_ptx.h): warp-collective mma.sync with the
+documented fragment layouts, TF32 / BF16 rounding, and deferred,
+poison-on-issue asynchronous copies.
 It says nothing about speed, and a kernel relying on warp-synchronous
-behaviour without barriers would not be caught. Built with reversed turns,
+behaviour without barriers would not be caught. Built with NETDSL_REVERSED,
 blocks and threads run last to first, so a race between two threads of one
 barrier interval or two blocks changes the numbers; `poisoned` memory stands
 for a fresh device allocation, which is garbage, not zeros.
@@ -29,6 +34,7 @@ import numpy as np
 from netdsl.runtime.cbuild import bind
 
 HEADER = r"""
+#define NETDSL_EMULATED 1
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +59,8 @@ static std::vector<char> netdsl_stacks;
 static void (*netdsl_body)(void **);
 static void **netdsl_arguments;
 static const size_t NETDSL_STACK = 64 * 1024;
+static void netdsl_thread_done();  /* emulated_ptx.h: no asynchronous copy outlives its thread */
+static void netdsl_block_start();
 
 /* The order threads and blocks take turns in. A GPU promises none, so a kernel whose
    result depends on it (two threads of one barrier interval, or two blocks, writing
@@ -86,6 +94,7 @@ static void netdsl_switch(unsigned next)
 static void netdsl_coroutine()
 {
     netdsl_body(netdsl_arguments);
+    netdsl_thread_done();
     if (++netdsl_finished == netdsl_threads)
         setcontext(&netdsl_host);
     netdsl_switch(netdsl_next(netdsl_current));
@@ -101,6 +110,8 @@ static void netdsl_coroutine()
 
 struct alignas(16) float4 { float x, y, z, w; };
 static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+struct alignas(8) float2 { float x, y; };
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
 
 static inline void __syncthreads()
 {
@@ -158,11 +169,14 @@ extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], v
                 const unsigned first = netdsl_turn(0, threads);
                 netdsl_current = first;
                 netdsl_finished = 0;
+                netdsl_block_start();
                 threadIdx = netdsl_index(first);
                 swapcontext(&netdsl_host, &netdsl_team[first]);
             }
 }
 """
+
+HEADER += (Path(__file__).parent / "emulated_ptx.h").read_text()
 
 SIGNATURE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)\s*\{')
 
@@ -202,19 +216,19 @@ def poisoned(nbytes: int) -> np.ndarray:
 class Emulator:
     """Generated CUDA compiled for the host; `launch` runs one kernel of a plan."""
 
-    def __init__(self, source: str, folder: Path, reversed_turns: bool = False):
-        """`reversed_turns`: blocks and threads take turns last to first (NETDSL_REVERSED)."""
+    def __init__(self, source: str, folder: Path, defines: tuple[str, ...] = ()):
+        """`defines`: preprocessor symbols for the build (tests use NETDSL_MMA_MUTANT)."""
         compiler = shutil.which("g++")
         if compiler is None:
             raise RuntimeError("no C++ compiler (g++) to emulate CUDA with")
-        order = ["-DNETDSL_REVERSED"] if reversed_turns else []
-        digest = hashlib.sha256((HEADER + source + wrappers(source) + " ".join(order)).encode()).hexdigest()[:16]
+        flags = [f"-D{name}" for name in defines]
+        digest = hashlib.sha256("\0".join([HEADER, source, wrappers(source), *flags]).encode()).hexdigest()[:16]
         library = folder / f"emulated-{digest}.so"
         if not library.exists():
             (folder / "emulation.h").write_text(HEADER)
-            (folder / f"kernels-{digest}.cpp").write_text(source + wrappers(source))
-            command = [compiler, "-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", *order,
-                       "-include", str(folder / "emulation.h"), str(folder / f"kernels-{digest}.cpp"), "-o", str(library)]
+            (folder / "kernels.cpp").write_text(source + wrappers(source))
+            command = [compiler, "-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", *flags,
+                       "-include", str(folder / "emulation.h"), str(folder / "kernels.cpp"), "-o", str(library)]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)}\n{result.stderr[-4000:]}")

@@ -48,10 +48,10 @@ class KernelCase:
     def in_shapes(self) -> list[tuple[int, ...]]:
         return [tuple(s) for s in self.layer.examples[self.index].in_shapes]
 
-    def render(self, target: str):
+    def render(self, target: str, precision: str = "fp32"):
         out_shape = self.layer.output_shape(self.args, self.in_shapes)
         return render_layer(self.kind, self.node, 100 + self.index, self.args, self.in_shapes, out_shape,
-                            self.batch, target)
+                            self.batch, target, precision)
 
     def context(self, train: bool = True) -> Context:
         return Context(train=train, seed=SEED, step=STEP, stream=self.node)
@@ -92,9 +92,9 @@ def all_cases() -> list[KernelCase]:
             for i in range(len(REGISTRY[kind].examples)) for batch in BATCHES]
 
 
-def gemm_variants(target: str, tiles=(None,)) -> list:
+def gemm_variants(target: str, tiles=(None,), precision: str = "fp32") -> list:
     """Every transpose pair of the target's matrix product at each tile (None: the target's choice)."""
-    declare = Declarations(TARGETS[target], "gemm", "test.gemm", 0, "test_gemm")
+    declare = Declarations(TARGETS[target], "gemm", "test.gemm", 0, "test_gemm", precision)
     one = Tensor(Buffer("x", "scratch", 1), (1,))
     for tile in tiles:
         for trans_a, trans_b in itertools.product((False, True), repeat=2):

@@ -20,13 +20,13 @@ from netdsl.codegen import render_module
 CASES = all_cases()
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["in-order", "reversed"])
+@pytest.fixture(scope="module", params=[(), ("NETDSL_REVERSED",)], ids=["in-order", "reversed"])
 def emulated(request, tmp_path_factory):
     if shutil.which("g++") is None:
         pytest.skip("no g++ to emulate CUDA with")
     sources = {str(case): case.render("cuda") for case in CASES}
     emulator = Emulator(render_module(list(sources.values()), "cuda"), tmp_path_factory.mktemp("emulated"),
-                        reversed_turns=request.param)
+                        defines=request.param)
     return emulator.launch, sources
 
 
@@ -68,7 +68,7 @@ def test_reversed_turns_expose_a_race_that_in_order_turns_hide(tmp_path):
         pytest.skip("no g++ to emulate CUDA with")
     results = {}
     for reversed_turns in (False, True):
-        library = Emulator(RACES, tmp_path, reversed_turns=reversed_turns).library
+        library = Emulator(RACES, tmp_path, ("NETDSL_REVERSED",) if reversed_turns else ()).library
         for kernel in ("racy_shift", "synced_shift"):
             x = np.arange(33, dtype=np.float32)
             launch_raw(library, kernel, (1, 1, 1), (32, 1, 1), [ctypes.c_void_p(x.ctypes.data)], False)

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++ to e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RTOL = 1e-4
+FP32 = {"precision": "fp32"}  # these steps hold the float32 tolerance; reduced precisions are checked below
 
 
 def _data(ex, batch, seed=0):
@@ -52,7 +53,7 @@ def built(tmp_path_factory):
 
 @pytest.mark.slow
 def test_lenet_steps_match_the_reference(built):
-    net = netdsl.load(EXAMPLES / "lenet.net")
+    net = netdsl.load(EXAMPLES / "lenet.net", FP32)
     _steps_match(EmulatedCudaExecutor(net.graph, 3, folder=built), ReferenceExecutor(net.graph, 3), 2)
 
 
@@ -60,7 +61,7 @@ def test_lenet_steps_match_the_reference(built):
 def test_two_tower_alexnet_step_matches_the_reference(tmp_path):
     """Both towers on two devices: the transfers are copies between arenas and the
     streams run out of program order, as far as the schedule's waits allow."""
-    net = netdsl.load(EXAMPLES / "alexnet.net", overrides={"optimizer.lr": "0.001"})
+    net = netdsl.load(EXAMPLES / "alexnet.net", overrides={"optimizer.lr": "0.001", **FP32})
     emulated = EmulatedCudaExecutor(net.graph, 2, folder=tmp_path)
     copies = [s for s in emulated.plan.steps if isinstance(s, Copy)]
     assert {s.node for s in copies} >= {"conv2.maxpool@gpu0->gpu1", "fc6.dropout@gpu1->gpu0"}
@@ -111,7 +112,7 @@ def test_fresh_device_memory_reads_as_garbage(cuda):
 def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(cuda, tmp_path):
     """netdsl/runtime/cuda.py, unchanged, over fake_pycuda (host memory and the emulator):
     its arena, bindings, launches, events, lazy weight fetches and checkpoint round trip."""
-    net = netdsl.load(EXAMPLES / "lenet.net")
+    net = netdsl.load(EXAMPLES / "lenet.net", FP32)
     gpu = cuda.Executor(net.graph, 3, seed=1)
     _flat_kernels(gpu)
     ref = ReferenceExecutor(net.graph, 3, seed=1)
@@ -125,7 +126,8 @@ def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(cuda, tmp
 
 
 @pytest.mark.slow
-def test_the_gpu_tests_alexnet_comparison_holds_over_the_stand_in(cuda):
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_the_gpu_tests_alexnet_comparison_holds_over_the_stand_in(cuda, precision):
     """tests/runtime/test_cuda_backend.py's gradient check of AlexNet on one device, with
     its very inputs, through cuda.py over the emulator: what the GPU computes, the
     emulator computes to the last few digits, so this fails wherever that test would
@@ -134,7 +136,7 @@ def test_the_gpu_tests_alexnet_comparison_holds_over_the_stand_in(cuda):
         gpu = cuda.Executor(net.graph, 2, seed=1, devices=[0])
         _flat_kernels(gpu)
         return gpu
-    assert_gradients_match(*pair("alexnet-1gpu.net", 2, make))
+    assert_gradients_match(*pair("alexnet-1gpu.net", 2, make, precision))
 
 
 TWO_TOWERS = """
@@ -157,7 +159,7 @@ def test_two_gpus_through_the_cuda_backend_over_the_stand_in(cuda):
     """Two physical devices: cuda.py's arenas per GPU, the peer copies on the sender's
     stream and the schedule's waits, against the reference."""
     from netdsl.compiler import compile_graph
-    g = compile_graph(text=TWO_TOWERS, file="towers.net", training=True)
+    g = compile_graph(text=TWO_TOWERS, file="towers.net", training=True, overrides=FP32)
     gpu = cuda.Executor(g, 2, seed=1, devices=[0, 1])
     _flat_kernels(gpu)
     assert set(gpu.arenas) == {"0", "1"}

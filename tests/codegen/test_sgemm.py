@@ -44,8 +44,9 @@ def stored(rows, ld, batch, gap):
     return stride, (batch - 1) * stride + rows * ld
 
 
-def call(target, tile, m, n, k, batch, extra, gap, trans_a, trans_b, alpha, beta):
-    """The kernel and its buffers for one product, plus the float64 reference result."""
+def call(target, tile, m, n, k, batch, extra, gap, trans_a, trans_b, alpha, beta, precision="fp32", operand=None):
+    """The kernel and its buffers for one product, plus the float64 reference result; `operand`
+    (if given) maps the operands first, as a tensor-core product's rounding does."""
     gen = np.random.default_rng(m * 10007 + n * 101 + k + batch)
     a_rows, a_cols = (k, m) if trans_a else (m, k)
     b_rows, b_cols = (n, k) if trans_b else (k, n)
@@ -65,7 +66,7 @@ def call(target, tile, m, n, k, batch, extra, gap, trans_a, trans_b, alpha, beta
             view = buffers[name][i * stride:i * stride + rows * ld].reshape(rows, ld)
             view[:, :cols] = gen.standard_normal((rows, cols))
     tensors = {name: Tensor(Buffer(name, "scratch", array.size), (array.size,)) for name, array in buffers.items()}
-    declare = Declarations(TARGETS[target], "gemm", "test.gemm", 0, "test_gemm")
+    declare = Declarations(TARGETS[target], "gemm", "test.gemm", 0, "test_gemm", precision)
     kernel = declare.gemm("product", tensors["a"], tensors["b"], tensors["c"], m, n, k, lda, ldb, ldc,
                           trans_a=trans_a, trans_b=trans_b, batch=batch, stride_a=sa, stride_b=sb, stride_c=sc,
                           alpha=alpha, beta=beta, tile=tile)
@@ -74,10 +75,11 @@ def call(target, tile, m, n, k, batch, extra, gap, trans_a, trans_b, alpha, beta
         start = i * (rows * ld + gap)
         return buffers[name][start:start + rows * ld].reshape(rows, ld)[:, :cols].astype(np.float64)
 
+    rounded = operand or (lambda x: x)
     expected = []
     for i in range(batch):
-        op_a = item("a", i, a_rows, lda, a_cols)
-        op_b = item("b", i, b_rows, ldb, b_cols)
+        op_a = rounded(item("a", i, a_rows, lda, a_cols))
+        op_b = rounded(item("b", i, b_rows, ldb, b_cols))
         old = np.zeros((m, n)) if beta == 0 else item("c", i, m, ldc, n)
         expected.append(alpha * (op_a.T if trans_a else op_a) @ (op_b.T if trans_b else op_b) + beta * old)
     return kernel, buffers, expected, (lambda i: item("c", i, m, ldc, n))

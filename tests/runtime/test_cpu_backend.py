@@ -284,8 +284,9 @@ def test_input_gradients_of_the_image_are_never_computed():
 
 def _written_before_read(program) -> None:
     """Every tensor a step reads exists by then: written earlier in its pass, by an earlier
-    pass, or given (inputs, weights, momentum, the loss's seed gradient)."""
-    ready = set(program.inputs.values()) | {t for t in program.tensors if t.role in ("param", "momentum", "seed")}
+    pass, or given (inputs, weights, momentum, the loss's seed gradient, the update's gate)."""
+    given = ("param", "momentum", "seed", "status")
+    ready = set(program.inputs.values()) | {t for t in program.tensors if t.role in given}
     for name in ("forward", "backward", "update"):
         for step in getattr(program, name):
             missing = step.reads - ready

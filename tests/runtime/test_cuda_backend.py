@@ -28,9 +28,10 @@ def on_gpus(devices):
     return lambda net: net.executor(backend="cuda", batch=2, seed=1, devices=devices)
 
 
-@pytest.mark.parametrize("example", ["lenet.net", "cifar.net", "alexnet-1gpu.net", "alexnet.net"])
-def test_cuda_equals_reference(example):
-    ref, gpu, x, y = pair(example, 2, on_gpus([0]))
+@pytest.mark.parametrize("example, precision", [(e, "fp32") for e in ("lenet.net", "cifar.net", "alexnet-1gpu.net")]
+                         + [(e, p) for e in ("cifar.net", "alexnet.net") for p in ("fp32", "tf32", "bf16")])
+def test_cuda_equals_reference(example, precision):
+    ref, gpu, x, y = pair(example, 2, on_gpus([0]), precision)
     assert_gradients_match(ref, gpu, x, y)
     assert_steps_match(ref, gpu, x, y)
 

@@ -1,0 +1,63 @@
+"""The tensor-core matrix products compile with nvcc for sm_80 and sm_90:
+no warnings, no spills or stack frame, at most 128 registers a thread (so two
+256-thread blocks fit an SM's 64K registers), static shared memory within
+48 KB; and the PTX holds the instructions the kernels are meant to use.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from kernel_cases import gemm_variants
+
+from netdsl.codegen import render_module
+from netdsl.codegen.nvcc import ARCHS, available, compile_cubins, parse_ptxas
+from netdsl.codegen.targets import MMA_TILES
+
+PRECISIONS = ("tf32", "bf16")
+INSTRUCTIONS = {
+    "tf32": ("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"),
+    "bf16": ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "cvt.rn.bf16x2.f32"),
+}
+PIPELINE = ("cp.async.cg.shared.global", "cp.async.ca.shared.global", "cp.async.commit_group",
+            "cp.async.wait_group")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """(variants, ptxas resources, PTX per kernel for sm_80)."""
+    if not available():
+        pytest.skip("nvcc not on PATH: generated CUDA cannot be compiled here")
+    variants = [v for p in PRECISIONS for v in gemm_variants("cuda", tuple(MMA_TILES), p)]
+    folder = tmp_path_factory.mktemp("mma")
+    source = folder / "mma.cu"
+    source.write_text(render_module([], "cuda", gemms=variants))
+    logs = compile_cubins(source, folder)
+    ptx = folder / "mma.ptx"
+    subprocess.run(["nvcc", "-ptx", "-arch=sm_80", str(source), "-o", str(ptx)], check=True, capture_output=True)
+    bodies = dict(re.findall(r"\.entry (\w+)\((.*?)\n}\n", ptx.read_text(), re.S))
+    return variants, parse_ptxas("\n".join(logs.values())), bodies
+
+
+def test_every_variant_fits(built):
+    variants, resources, _ = built
+    for v in variants:
+        for arch in ARCHS:
+            r = resources[v.name, arch]
+            assert not (r.spills or r.stack), (v.name, arch, r)
+            assert r.registers <= 128, (v.name, arch, r.registers)
+            assert r.shared <= 48 * 1024, (v.name, arch, r.shared)
+
+
+def test_ptx_uses_tensor_cores_and_cp_async(built):
+    variants, _, bodies = built
+    for v in variants:
+        body = bodies[v.name]
+        for instruction in INSTRUCTIONS[v.precision] + PIPELINE:
+            assert instruction in body, (v.name, instruction)
+        # TF32 operands stored along k are read through ldmatrix; BF16 pairs and [k][mn] operands are not
+        along_k = v.precision == "tf32" and (not v.trans_a or v.trans_b)
+        assert ("ldmatrix.sync.aligned.m8n8.x4.shared.b16" in body) == along_k, v.name
+        other = INSTRUCTIONS["bf16" if v.precision == "tf32" else "tf32"][0]
+        assert other not in body and "wmma" not in body, v.name
