@@ -15,7 +15,10 @@ from their PTX semantics (emulated_ptx.h): warp-collective mma.sync with the
 documented fragment layouts, TF32 / BF16 rounding, and deferred,
 poison-on-issue asynchronous copies.
 It says nothing about speed, and a kernel relying on warp-synchronous
-behaviour without barriers would not be caught.
+behaviour without barriers would not be caught. Built with NETDSL_REVERSED,
+blocks and threads run last to first, so a race between two threads of one
+barrier interval or two blocks changes the numbers; `poisoned` memory stands
+for a fresh device allocation, which is garbage, not zeros.
 """
 from __future__ import annotations
 
@@ -59,6 +62,22 @@ static const size_t NETDSL_STACK = 64 * 1024;
 static void netdsl_thread_done();  /* emulated_ptx.h: no asynchronous copy outlives its thread */
 static void netdsl_block_start();
 
+/* The order threads and blocks take turns in. A GPU promises none, so a kernel whose
+   result depends on it (two threads of one barrier interval, or two blocks, writing
+   one element, or one reading what another writes) has a race: built with
+   NETDSL_REVERSED, blocks and threads run last to first, and such a kernel's numbers
+   change. */
+#ifdef NETDSL_REVERSED
+static inline unsigned netdsl_turn(unsigned i, unsigned n) { return n - 1 - i; }
+#else
+static inline unsigned netdsl_turn(unsigned i, unsigned) { return i; }
+#endif
+
+static inline unsigned netdsl_next(unsigned t)
+{
+    return netdsl_turn((netdsl_turn(t, netdsl_threads) + 1) % netdsl_threads, netdsl_threads);
+}
+
 static inline netdsl_dim3 netdsl_index(unsigned t)
 {
     return {t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)};
@@ -78,7 +97,7 @@ static void netdsl_coroutine()
     netdsl_thread_done();
     if (++netdsl_finished == netdsl_threads)
         setcontext(&netdsl_host);
-    netdsl_switch((netdsl_current + 1) % netdsl_threads);
+    netdsl_switch(netdsl_next(netdsl_current));
 }
 
 #define __global__
@@ -100,7 +119,7 @@ static inline void __syncthreads()
         fprintf(stderr, "emulator: __syncthreads in a kernel run one thread at a time\n");
         abort();
     }
-    netdsl_switch((netdsl_current + 1) % netdsl_threads);
+    netdsl_switch(netdsl_next(netdsl_current));
 }
 
 static inline float __shfl_xor_sync(unsigned, float v, int lane_mask)
@@ -113,9 +132,10 @@ static inline float __shfl_xor_sync(unsigned, float v, int lane_mask)
     return other;
 }
 
-/* Runs `call(arguments)` (a kernel's wrapper, below) as every thread of every block, blocks in order, on the calling
-   thread. A kernel without barriers or shuffles (`sequential`) runs its threads
-   one after another; any other runs each block's threads as coroutines. */
+/* Runs `call(arguments)` (a kernel's wrapper, below) as every thread of every block, a block at
+   a time in netdsl_turn's order, on the calling thread. A kernel without barriers or shuffles
+   (`sequential`) runs its threads one after another; any other runs each block's threads as
+   coroutines. */
 extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], void (*call)(void **), void **arguments,
                               int sequential)
 {
@@ -128,13 +148,13 @@ extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], v
     netdsl_arguments = arguments;
     if (netdsl_stacks.size() < threads * NETDSL_STACK)
         netdsl_stacks.resize(threads * NETDSL_STACK);
-    for (unsigned z = 0; z < grid[2]; ++z)
-        for (unsigned y = 0; y < grid[1]; ++y)
-            for (unsigned x = 0; x < grid[0]; ++x) {
-                blockIdx = {x, y, z};
+    for (unsigned zi = 0; zi < grid[2]; ++zi)
+        for (unsigned yi = 0; yi < grid[1]; ++yi)
+            for (unsigned xi = 0; xi < grid[0]; ++xi) {
+                blockIdx = {netdsl_turn(xi, grid[0]), netdsl_turn(yi, grid[1]), netdsl_turn(zi, grid[2])};
                 if (sequential) {
                     for (unsigned t = 0; t < threads; ++t) {
-                        threadIdx = netdsl_index(t);
+                        threadIdx = netdsl_index(netdsl_turn(t, threads));
                         call(arguments);
                     }
                     continue;
@@ -146,11 +166,12 @@ extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], v
                     netdsl_team[t].uc_link = nullptr;
                     makecontext(&netdsl_team[t], netdsl_coroutine, 0);
                 }
-                netdsl_current = 0;
+                const unsigned first = netdsl_turn(0, threads);
+                netdsl_current = first;
                 netdsl_finished = 0;
                 netdsl_block_start();
-                threadIdx = netdsl_index(0);
-                swapcontext(&netdsl_host, &netdsl_team[0]);
+                threadIdx = netdsl_index(first);
+                swapcontext(&netdsl_host, &netdsl_team[first]);
             }
 }
 """
@@ -177,6 +198,19 @@ def launch_raw(library, name: str, grid, block, values: list, sequential: bool) 
     call = getattr(library, f"netdsl_call_{name}")
     arguments = (ctypes.c_void_p * max(len(values), 1))(*[ctypes.addressof(v) for v in values])
     library.netdsl_launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), call, arguments, int(sequential))
+
+
+# What fresh device memory holds here. cudaMalloc's bytes are whatever was there before,
+# so a kernel that reads before it writes (adds into a buffer it never cleared, a
+# product with beta != 0 on new memory) is wrong on a GPU; over zeroed host memory it
+# would be right. A finite garbage value, not NaN: NaN hides in fmaxf and comparisons,
+# while 1000 shows up in every sum it enters.
+POISON = 1e3
+
+
+def poisoned(nbytes: int) -> np.ndarray:
+    """`nbytes` of host memory reading as POISON floats, standing for a fresh device allocation."""
+    return np.full(-(-nbytes // 4), POISON, np.float32).view(np.uint8)[:nbytes]
 
 
 class Emulator:

@@ -13,7 +13,7 @@ reads them) shows up as a wrong number.
 from __future__ import annotations
 
 import numpy as np
-from cuda_emulator import Emulator
+from cuda_emulator import Emulator, poisoned
 
 from netdsl.runtime.planned import PlannedExecutor
 from netdsl.passes.schedule import stream_of
@@ -35,7 +35,7 @@ class EmulatedCudaExecutor(PlannedExecutor):
         return Emulator(source, self.folder)
 
     def allocate(self, device, nbytes):
-        return np.zeros(max(nbytes, 256), np.uint8)
+        return poisoned(max(nbytes, 256))
 
     def view(self, ref: TensorRef):
         info, arena = self.plan.tensors[ref], self.plan.arena_of(ref)

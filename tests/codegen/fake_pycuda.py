@@ -23,7 +23,7 @@ import types
 from collections import Counter
 
 import numpy as np
-from cuda_emulator import Emulator, launch_raw
+from cuda_emulator import Emulator, launch_raw, poisoned
 
 _CTYPES = {np.uintp: ctypes.c_void_p, np.float32: ctypes.c_float, np.int32: ctypes.c_int,
            np.int64: ctypes.c_int64, np.uint32: ctypes.c_uint32, np.uint64: ctypes.c_uint64}
@@ -34,7 +34,7 @@ traffic: Counter = Counter()  # "dtoh_bytes", "htod_bytes", "syncs"
 
 class _Allocation:
     def __init__(self, nbytes):
-        self.buffer = np.zeros(nbytes, np.uint8)
+        self.buffer = poisoned(nbytes)  # never zeros, as cuMemAlloc's are not
 
     def __int__(self):
         return self.buffer.ctypes.data

@@ -93,6 +93,21 @@ def _flat_kernels(executor) -> None:
     fake_pycuda.FLAT.update(k.name for m in executor.plan.modules for k in m.kernels if k.shape == "flat")
 
 
+def test_fresh_device_memory_reads_as_garbage(cuda):
+    """cuMemAlloc's bytes are whatever was there, so the stand-in's and the emulated
+    executor's arenas start as POISON, not zeros: a kernel reading before it writes
+    (an add into a buffer it never cleared) computes a wrong number here too."""
+    import sys
+
+    from cuda_emulator import POISON
+    driver = sys.modules["pycuda.driver"]
+    back = np.empty(16, np.float32)
+    driver.memcpy_dtoh(back, driver.mem_alloc(back.nbytes))
+    assert (back == POISON).all()
+    arena = EmulatedCudaExecutor.allocate(None, "gpu0", 64)
+    assert (arena.view(np.float32) == POISON).all()
+
+
 @pytest.mark.slow
 def test_the_cuda_backend_itself_runs_lenet_over_a_stand_in_for_pycuda(cuda, tmp_path):
     """netdsl/runtime/cuda.py, unchanged, over fake_pycuda (host memory and the emulator):
