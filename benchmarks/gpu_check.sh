@@ -8,7 +8,9 @@
 #
 # Builds PyCUDA from the kit (no package index there), runs the tests marked gpu, then
 # times a training step of the two-tower AlexNet and the CIFAR net at batch 128 with
-# netdsl's cuda backend beside the PyTorch twin on the same card (benchmarks/gpu_step.py).
+# netdsl's cuda backend (fp32, tf32 and bf16 products) beside the PyTorch twin on the same
+# card (benchmarks/gpu_step.py), and sets the time model's prediction beside each measured
+# kernel family (benchmarks/model_check.py).
 # Logs and the figures as JSON go to $OUT when it is set (else ./gpu-check). Each stage has
 # its own time limit, so one that hangs cannot eat the others' time.
 set -u
@@ -28,3 +30,5 @@ echo "pytest -m gpu: $((SECONDS - t0)) s"
 t0=$SECONDS
 timeout "${GPU_STEP_S:-240}" python3 benchmarks/gpu_step.py --json "$out/gpu_step.json" ${GPU_STEP_ARGS:-} 2>&1 | tee "$out/gpu_step.log"
 echo "gpu_step: $((SECONDS - t0)) s"
+# The time model's prediction per kernel family beside what was just measured (needs no GPU).
+timeout 120 python3 benchmarks/model_check.py "$out/gpu_step.json" 2>&1 | tee "$out/model_check.log"

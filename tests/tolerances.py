@@ -21,14 +21,27 @@ FLOAT32_RTOL = 1e-5
 # float64 against a direct loop of the same formula: only summation order differs.
 FLOAT64_RTOL = 1e-12
 
-# A whole network's scores, gradients and SGD steps on a generated backend against the
-# reference, by the precision of its matrix products (netdsl/precision.py). fp32: float32
-# rounding through a few dozen kernels. TF32 and BF16 round every operand of every product
-# to u = 2^-11 and 2^-8: one product is off by at most about 2u (tests/codegen/test_mma_gemm.py
-# holds each to 3u), and a gradient at the bottom of AlexNet went through about 16 of them
-# (forward and backward) whose independent errors add in quadrature: sqrt(16) * 2u = 8u.
-# The tolerance is 10u: 4.9e-3 (TF32) and 3.9e-2 (BF16).
-NETWORK_RTOL = {"fp32": 1e-4, "tf32": 1e-6, "bf16": 1e-6}
+# A whole network on a generated backend against the reference executor, by the precision
+# of its matrix products (netdsl/precision.py); the reference rounds the products' operands
+# the same way (ReferenceExecutor(precision=...)) and computes in float64.
+#
+# fp32: float32 rounding through a few dozen kernels; scores, every gradient and the weights
+# after SGD steps.
+#
+# TF32 and BF16 (u = 2^-11 and 2^-8): NETWORK_RTOL holds the scores, the loss, the last
+# layer's gradients (functions of continuous quantities only: scores, softmax, the forward
+# values) and the weights after steps. The backend's float32 values and the reference's
+# float64 ones round to different TF32/BF16 neighbours where they straddle a rounding
+# midpoint, which happens to a fraction ~1e-7/u of the operands and moves each by u; through
+# the forward pass that stays near u (AlexNet at batch 2 under the emulator: scores 1.1u TF32,
+# 0.85u BF16), so 10u is the bound. Gradients below a ReLU or a max-pooling window are not
+# continuous: a value that rounding moves across 0, or past its window's runner-up, moves the
+# whole gradient entry (at batch 2 one such flip is a visible share of conv1's gradient).
+# Their bound, REDUCED_GRADIENT_RTOL, is about 4x the worst seen under the emulator
+# (AlexNet conv1: 3.5% TF32, 7.4% BF16); each kind's TF32/BF16 gradients are held to 3u
+# on their own (tests/codegen/test_mma_layers.py), where no decision can move.
+NETWORK_RTOL = {"fp32": 1e-4, "tf32": 10 * 2.0 ** -11, "bf16": 10 * 2.0 ** -8}
+REDUCED_GRADIENT_RTOL = {"tf32": 0.15, "bf16": 0.3}
 
 _SHOWN = 5  # mismatching elements printed on failure
 
