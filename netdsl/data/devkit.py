@@ -1,4 +1,5 @@
-"""The ILSVRC-2012 devkit's class table: ILSVRC2012_ID -> (WNID, human name).
+"""Where the ILSVRC-2012 label and name files are looked for, and the devkit's
+class table: ILSVRC2012_ID -> (WNID, human name).
 
 The devkit ships it as data/meta.mat, a MATLAB file. It is read with
 scipy.io.loadmat when scipy is installed; scipy is not a dependency of netdsl
@@ -14,10 +15,22 @@ from pathlib import Path
 from netdsl.errors import NetDslError, Pos
 
 META_FILES = ("meta.mat", "meta.txt", "ILSVRC2012_mapping.txt")
+DEVKIT_DATA = Path("ILSVRC2012_devkit_t12") / "data"
+
+
+def label_dirs(root: Path) -> list[Path]:
+    """Where label and class-name files are looked for, in order: the dataset folder,
+    its val/, and the devkit's data folder unpacked inside it."""
+    return [root, root / "val", root / DEVKIT_DATA]
+
+
+def find(root: Path, names) -> Path | None:
+    """The first of `names` present in the label folders (each folder in turn)."""
+    return next((d / n for d in label_dirs(root) for n in names if (d / n).is_file()), None)
 
 
 def find_meta(root: Path) -> Path | None:
-    from netdsl.data.vallabels import find
+    """meta.mat where scipy can read it, else a text export, else meta.mat (read_meta says why not)."""
     mat = find(root, ("meta.mat",))
     text = find(root, META_FILES[1:])
     if mat is not None and (text is None or _has_scipy()):

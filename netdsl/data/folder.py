@@ -57,7 +57,7 @@ class FolderDataset:
 
     def name_file(self) -> Path | None:
         """The file the human class names came from, if any."""
-        return vallabels.find(self.root, NAME_FILES)
+        return devkit.find(self.root, NAME_FILES)
 
     def watched_files(self) -> list[Path]:
         """The files on disk whose change changes the dataset: each image file (a class
@@ -161,7 +161,7 @@ def _images_in(folder: Path) -> list[Path]:
 
 def _read_class_names(root: Path) -> dict[str, str]:
     """wnid -> human name from the first name file found (NAME_FILES, in order)."""
-    path = vallabels.find(root, NAME_FILES)
+    path = devkit.find(root, NAME_FILES)
     if path is not None:
         names = {}
         for line in path.read_text(encoding="utf-8").splitlines():

@@ -23,23 +23,13 @@ import re
 from pathlib import Path
 
 from netdsl.data import devkit
+from netdsl.data.devkit import find, label_dirs
 from netdsl.errors import NetDslError, Pos
 
 LIST_FILES = ("val.txt", "labels.txt")
 KAGGLE_FILE = "LOC_val_solution.csv"
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
-DEVKIT_DATA = Path("ILSVRC2012_devkit_t12") / "data"
 VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})$")
-
-
-def label_dirs(root: Path) -> list[Path]:
-    """Where label and class-name files are looked for, in order."""
-    return [root, root / "val", root / DEVKIT_DATA]
-
-
-def find(root: Path, names) -> Path | None:
-    """The first of `names` present in the label folders (each folder in turn)."""
-    return next((d / n for d in label_dirs(root) for n in names if (d / n).is_file()), None)
 
 
 def label_flat_val(root: Path, images: list[Path], index: dict[str, int]) -> tuple[list[tuple[Path, int]], list[Path]]:

@@ -162,3 +162,12 @@ def test_class_numbers_are_refused_with_a_hint(flat, capsys):
     err = prepare_error(flat, capsys)
     assert err.startswith(f"{path}:1:30: error: class `2` of `{VAL_FILES[0]}` is not a training class")
     assert "hint: classes are matched by name (the train/ folder or tar name), never by number" in err
+
+
+def test_meta_mat_without_scipy_asks_for_scipy_or_a_text_export(flat, capsys, monkeypatch):
+    with_truth(flat)
+    (flat / "meta.txt").rename(flat / "meta.mat")  # never opened: scipy is "missing"
+    monkeypatch.setattr("netdsl.data.devkit._has_scipy", lambda: False)
+    err = prepare_error(flat, capsys)
+    assert err.startswith(f"error: {flat / 'meta.mat'} is a MATLAB file, and reading it needs scipy")
+    assert "hint: pip install scipy, or export it as meta.txt: `ILSVRC2012_ID WNID` per line" in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import tarfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from netdsl.cli import main
 from netdsl.data.folder import scan_folder
+from netdsl.data import tars as tars_module
 from netdsl.data.prepare import prepare
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]
@@ -195,3 +197,28 @@ def test_unreadable_image_inside_a_class_tar_is_skipped_and_named(tmp_path):
         data = prepare(root, size=8, workers=1, progress=False)
     assert data.skipped == ["train/n01443537.tar/broken.JPEG"]
     assert list(data.train_labels) == [0] * TRAIN_PER_CLASS + [1] * TRAIN_PER_CLASS + [2] * TRAIN_PER_CLASS
+
+
+def test_tar_listing_is_kept_and_redone_when_the_tar_is_rewritten(tmp_path, monkeypatch):
+    root = with_list(ilsvrc(tmp_path / "ilsvrc", tars=True))
+    first = scan_folder(root).train
+    index = root / ".netdsl-cache" / "tar-index" / "n01440764.tar.json"
+    assert index.is_file()
+    listed = []
+    real_list = tars_module._list
+    monkeypatch.setattr(tars_module, "_list", lambda *args: listed.append(args[0].name) or real_list(*args))
+    assert scan_folder(root).train == first and listed == []
+    # Same size and modification time, other members (what `cp -p` of another tar does).
+    tar_path = root / "train" / "n01440764.tar"
+    stat = tar_path.stat()
+    with tarfile.open(tar_path, "w") as tar:
+        for i in range(TRAIN_PER_CLASS):
+            data = jpeg(50 + i)
+            info = tarfile.TarInfo(f"other_{i}.JPEG")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    os.truncate(tar_path, stat.st_size)
+    os.utime(tar_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = scan_folder(root).train
+    assert listed == ["n01440764.tar"]
+    assert [m.name for m, label in again if label == 0] == [f"other_{i}.JPEG" for i in range(TRAIN_PER_CLASS)]
