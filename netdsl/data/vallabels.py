@@ -69,7 +69,7 @@ def _list_lines(path: Path):
         parts = line.split()
         if len(parts) != 2:
             raise _error(path, number, 1, f"expected `FILE CLASS`, found {len(parts)} field(s)")
-        yield number, line.index(parts[1], len(parts[0])) + 1, parts[0], parts[1]
+        yield number, line.index(parts[1], line.index(parts[0]) + len(parts[0])) + 1, parts[0], parts[1]
 
 
 def _kaggle_lines(path: Path, by_name: dict[str, Path]):
@@ -95,6 +95,7 @@ def _truth_lines(path: Path, images: list[Path], wnids: dict[int, str], meta: Pa
                                    "give other files' classes in val.txt (`FILE CLASS` per line)")
     names = {int(VAL_NUMBER.match(image.stem).group(1)): image.name for image in images}
     for number, line in _lines(path):
+        line = line.strip()
         if not line.isdigit():
             raise _error(path, number, 1, f"expected a 1-based ILSVRC2012_ID, found `{line}`")
         if int(line) not in wnids:
@@ -103,11 +104,12 @@ def _truth_lines(path: Path, images: list[Path], wnids: dict[int, str], meta: Pa
 
 
 def _lines(path: Path):
-    """(1-based line number, stripped text) of each non-blank line."""
+    """(1-based line number, text) of each non-blank line; leading blanks are kept, so
+    that columns count from the line's start."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if line.strip():
-                yield number, line.strip()
+                yield number, line.rstrip()
 
 
 def _match(lines, by_name: dict[str, Path], index: dict[str, int], path: Path) -> list[tuple[Path, int]]:

@@ -171,3 +171,10 @@ def test_meta_mat_without_scipy_asks_for_scipy_or_a_text_export(flat, capsys, mo
     err = prepare_error(flat, capsys)
     assert err.startswith(f"error: {flat / 'meta.mat'} is a MATLAB file, and reading it needs scipy")
     assert "hint: pip install scipy, or export it as meta.txt: `ILSVRC2012_ID WNID` per line" in err
+
+
+def test_columns_count_from_the_start_of_an_indented_line(flat):
+    listing(flat, good_lines()[:1] + ["  ILSVRC2012_val_00000002.JPEG  n0"])
+    with pytest.raises(NetDslError) as caught:
+        scan_folder(flat)
+    assert (caught.value.pos.line, caught.value.pos.column) == (2, 33)
