@@ -3,8 +3,11 @@
 Layout::
 
     DIR/train/<class>/<image>     one folder per class, any common image extension
+    DIR/train/<class>.tar         or: one tar per class, as ILSVRC-2012 ships them (netdsl.data.tars)
     DIR/val/<class>/<image>       optional; its classes must also exist under train/
-    DIR/synsets.txt               optional "wnid human name" lines (or DIR/words.txt)
+    DIR/val/<image>               or: flat, labelled by a label file (netdsl.data.vallabels)
+    DIR/synsets.txt               optional "wnid human name" lines (or words.txt,
+                                  LOC_synset_mapping.txt, the devkit's meta)
 
 This module knows the source format, so it also decodes those images:
 `decode_square` is the one place that turns a file into the paper's 256 x 256.
@@ -25,12 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from netdsl.data import devkit, tars, vallabels
+
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".webp"})
-NAME_FILES = ("synsets.txt", "words.txt")
+NAME_FILES = ("synsets.txt", "words.txt", "LOC_synset_mapping.txt")
 JPEG_MAGIC = b"\xff\xd8\xff"
 
-# (path, class index)
-LabelledImage = tuple[Path, int]
+# (path, or image inside a class tar; class index)
+LabelledImage = tuple["Path | tars.TarMember", int]
 
 
 class DataWarning(UserWarning):
@@ -44,14 +49,23 @@ class FolderDataset:
     class_names: list[str]
     train: list[LabelledImage]
     val: list[LabelledImage]
+    label_files: tuple[Path, ...] = ()  # where a flat val/'s labels (and the devkit's names) came from
 
-    def files(self) -> list[Path]:
-        """Every image file of both splits, in a stable order."""
+    def files(self) -> list[Path | tars.TarMember]:
+        """Every image of both splits, in a stable order."""
         return [path for path, _ in self.train] + [path for path, _ in self.val]
 
     def name_file(self) -> Path | None:
         """The file the human class names came from, if any."""
-        return next((self.root / n for n in NAME_FILES if (self.root / n).is_file()), None)
+        return devkit.find(self.root, NAME_FILES)
+
+    def watched_files(self) -> list[Path]:
+        """The files on disk whose change changes the dataset: each image file (a class
+        tar once, for all its images), the name file, the label files."""
+        images = dict.fromkeys(source.tar if isinstance(source, tars.TarMember) else source for source in self.files())
+        name_file = self.name_file()
+        extra = [f for f in ([name_file] if name_file else []) + list(self.label_files) if f not in images]
+        return list(images) + list(dict.fromkeys(extra))
 
 
 def scan_folder(root: str | Path) -> FolderDataset:
@@ -66,11 +80,21 @@ def scan_folder(root: str | Path) -> FolderDataset:
             f"{root}/train/<class>/<image> (and optionally {root}/val/<class>/<image>)"
         )
     classes = _class_folders(train_dir)
+    class_tars = tars.class_tars(train_dir)
+    if classes and class_tars:
+        raise ValueError(f"{train_dir} holds both class folders ({_first(classes)}) and class tars "
+                         f"({_first([t.name for t in class_tars])}); keep one of the two")
+    if class_tars:
+        classes = [t.stem for t in class_tars]
     if not classes:
-        raise ValueError(f"{train_dir} has no class folders; expected {train_dir}/<class>/<image>")
+        raise ValueError(f"{train_dir} has no class folders; expected {train_dir}/<class>/<image> "
+                         f"or {train_dir}/<class>.tar")
     index = {name: i for i, name in enumerate(classes)}
 
-    train = _labelled_images(train_dir, classes, index)
+    if class_tars:
+        train = [(m, i) for i, t in enumerate(class_tars) for m in tars.members(t, IMAGE_EXTENSIONS)]
+    else:
+        train = _labelled_images(train_dir, classes, index)
     seen = {label for _, label in train}
     empty = [name for i, name in enumerate(classes) if i not in seen]
     if len(empty) == len(classes):
@@ -87,7 +111,11 @@ def scan_folder(root: str | Path) -> FolderDataset:
         )
 
     val_dir = root / "val"
-    if val_dir.is_dir():
+    label_files: list[Path] = []
+    loose = _images_in(val_dir) if val_dir.is_dir() else []
+    if loose and not _class_folders(val_dir):
+        val, label_files = vallabels.label_flat_val(root, loose, index)
+    elif val_dir.is_dir():
         val_classes = _class_folders(val_dir)
         unknown = [name for name in val_classes if name not in index]
         if unknown:
@@ -101,8 +129,12 @@ def scan_folder(root: str | Path) -> FolderDataset:
         val = []
 
     names = _read_class_names(root)
+    meta = devkit.find_meta(root) if not names else None
+    if meta is not None and devkit.readable(meta):  # the devkit's table names the classes when no name file does
+        names = dict(devkit.read_meta(meta).values())
+        label_files.append(meta)
     class_names = [names.get(name, name) for name in classes]
-    return FolderDataset(root, classes, class_names, train, val)
+    return FolderDataset(root, classes, class_names, train, val, tuple(dict.fromkeys(label_files)))
 
 
 def _class_folders(split_dir: Path) -> list[str]:
@@ -113,28 +145,30 @@ def _class_folders(split_dir: Path) -> list[str]:
 def _labelled_images(split_dir: Path, classes: list[str], index: dict[str, int]) -> list[LabelledImage]:
     images = []
     for name in classes:
-        # A symbolic link is listed even when it dangles or loops, so that decoding
-        # fails on it and it is counted and named with the other unreadable files.
-        files = sorted(
-            p
-            for p in (split_dir / name).iterdir()
-            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and (p.is_symlink() or p.is_file())
-        )
-        images.extend((path, index[name]) for path in files)
+        images.extend((path, index[name]) for path in _images_in(split_dir / name))
     return images
 
 
+def _images_in(folder: Path) -> list[Path]:
+    # A symbolic link is listed even when it dangles or loops, so that decoding
+    # fails on it and it is counted and named with the other unreadable files.
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and (p.is_symlink() or p.is_file())
+    )
+
+
 def _read_class_names(root: Path) -> dict[str, str]:
-    """wnid -> human name from synsets.txt (preferred) or words.txt."""
-    for file_name in NAME_FILES:
-        path = root / file_name
-        if path.is_file():
-            names = {}
-            for line in path.read_text(encoding="utf-8").splitlines():
-                parts = line.strip().split(maxsplit=1)
-                if len(parts) == 2:
-                    names[parts[0]] = parts[1].strip()
-            return names
+    """wnid -> human name from the first name file found (NAME_FILES, in order)."""
+    path = devkit.find(root, NAME_FILES)
+    if path is not None:
+        names = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.strip().split(maxsplit=1)
+            if len(parts) == 2:
+                names[parts[0]] = parts[1].strip()
+        return names
     return {}
 
 
@@ -143,14 +177,15 @@ def _first(names: list[str], shown: int = 5) -> str:
     return listed + (f", ... {len(names) - shown} more" if len(names) > shown else "")
 
 
-def decode_square(path: str | Path, size: int) -> np.ndarray:
-    """The image at `path` rescaled so its short side is `size`, centre square kept.
+def decode_square(path: str | Path | tars.TarMember, size: int) -> np.ndarray:
+    """The image at `path` (a file, or an image inside a class tar) rescaled so its
+    short side is `size`, centre square kept.
 
     Returns RGB uint8, size x size x 3. Raises whatever the codec raises for a
     file it cannot read; callers decide whether that is fatal.
     """
     simplejpeg, image_module = _codecs()
-    data = Path(path).read_bytes()
+    data = path.read_bytes() if isinstance(path, tars.TarMember) else Path(path).read_bytes()
     image = None
     if data[:3] == JPEG_MAGIC:
         try:

@@ -152,13 +152,13 @@ def _fingerprint(dataset: FolderDataset, size: int) -> str:
     Per file: its name, size, modification time and a hash of its first and last
     4 KiB, so a file rewritten with its old size and time (`cp -p`, `rsync -t`)
     is noticed unless only its middle changed; the cost is two small reads per
-    file on each start. The class list is part of it: an added empty class
+    file on each start. A class tar is one file for all its images; the name
+    file and a flat val/'s label files count too, as they change names and labels. The class list is part of it: an added empty class
     folder renumbers the labels.
     """
     digest = hashlib.sha256(f"format={CACHE_FORMAT} size={size}\n".encode())
     digest.update("\0".join(dataset.classes).encode() + b"\n")
-    name_file = dataset.name_file()
-    for path in dataset.files() + ([name_file] if name_file else []):
+    for path in dataset.watched_files():
         try:
             stat = path.stat()
         except OSError:  # a dangling link or a loop: decoding will skip and name it
@@ -261,7 +261,8 @@ def _decode_split(items, size, images_path, pool, bar, with_moments) -> tuple[li
     """Fill a split's image file; returns the indices that failed and the summed moments."""
     np.lib.format.open_memmap(images_path, "w+", np.uint8, (len(items), size, size, 3))
     tasks = [
-        (str(images_path), start, [str(path) for path, _ in items[start : start + CHUNK]], size, with_moments)
+        # Each source is a path or an image inside a class tar (both pickle small).
+        (str(images_path), start, [source for source, _ in items[start : start + CHUNK]], size, with_moments)
         for start in range(0, len(items), CHUNK)
     ]
     failed, moments = [], _Moments.zeros(size) if with_moments else None
@@ -318,7 +319,7 @@ class _Moments:
         return mean, eigval, eigvec * signs
 
 
-def _decode_chunk(task: tuple[str, int, list[str], int, bool]) -> tuple[list[int], _Moments | None]:
+def _decode_chunk(task: tuple[str, int, list, int, bool]) -> tuple[list[int], _Moments | None]:
     """Worker: decode a run of images straight into the split's memmap."""
     images_path, start, paths, size, with_moments = task
     images = np.load(images_path, mmap_mode="r+")
