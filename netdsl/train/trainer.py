@@ -156,11 +156,12 @@ class Trainer:
                    desc=f"epoch {self.epoch + 1}/{self.opt.epochs}", disable=self._no_bar(), dynamic_ncols=True)
         with loader, bar:
             started = time.perf_counter()
-            step = self.ex.step_crops if crops else self.ex.step
-            for images, labels in (loader if crops else scaled(loader, self.scale)):
+            batches = with_next(loader) if crops else ((batch, None) for batch in scaled(loader, self.scale))
+            for (images, labels), upcoming in batches:
                 self.ex.lr = self.schedule.lr_at(self.ex.steps)
-                try:
-                    m = self.world.mean_metrics(step(images, labels))
+                try:  # the next batch of crops is uploaded while this step runs
+                    m = self.world.mean_metrics(self.ex.step_crops(images, labels, upcoming and upcoming[0])
+                                                if crops else self.ex.step(images, labels))
                 except NonFiniteError as exc:
                     history = self.watchdog.history()
                     if self.watchdog.action == "restart":
@@ -245,6 +246,17 @@ class Trainer:
         if not self.world.is_root:
             return True
         return None if self.opt.progress is None else not self.opt.progress
+
+
+def with_next(batches):
+    """(batch, the batch after it or None): the next is made before the current one is used."""
+    previous = None
+    for batch in batches:
+        if previous is not None:
+            yield previous, batch
+        previous = batch
+    if previous is not None:
+        yield previous, None
 
 
 def write_config(run_dir: Path, config: dict) -> None:

@@ -66,9 +66,9 @@ def test_the_first_layer_reads_the_host_batch_bit_for_bit(cuda):
     ex = lenet(cuda, keep_values=True)
     ex.feed_crops(statistics()[0], SCALE, SIZE, True)
     seen = set()
-    for index in range(6):
-        host, crops, labels = batch(index)
-        ex.step_crops(crops, labels)
+    batches = [batch(index) for index in range(7)]
+    for index, (host, crops, labels) in enumerate(batches[:6]):
+        ex.step_crops(crops, labels, batches[index + 1][1] if index % 3 else None)  # both slots, sent ahead or not
         got = ex.read(ex.plan.inputs[ex.image_input]).reshape(host.shape)
         np.testing.assert_array_equal(got.view(np.uint32), host.view(np.uint32), err_msg=f"batch {index}")
         seen |= {(int(t), int(f)) for t, f in crops.windows[:, ::2]}
@@ -113,6 +113,26 @@ def test_a_step_uploads_the_uint8_crops_and_28_bytes_more_per_image(cuda):
     assert per_image == 32 * 32 * 3 + 12 + 12 + 4
     assert per_image < 32 * 32 * 3 * 4 / 3  # under a third of the float32 image it replaces
     assert traffic["syncs"] / 3 <= 1
+
+
+def test_the_next_batch_is_uploaded_before_the_step_waits(cuda):
+    ex = lenet(cuda)
+    ex.feed_crops(statistics()[0], SCALE, SIZE, True)
+    traffic, crop_bytes = cuda[1].traffic, 2 * (32 * 32 * 3 + 24)
+    settle, uploaded_by_the_wait = ex.watch.settle, []
+
+    def watched_settle():
+        uploaded_by_the_wait.append(traffic["htod_bytes"])
+        return settle()
+    ex.watch.settle = watched_settle
+    batches = [batch(index) for index in range(3)]
+    traffic.clear()
+    ex.step_crops(batches[0][1], batches[0][2], batches[1][1])
+    ex.step_crops(batches[1][1], batches[1][2])  # found on the device: only its labels go up
+    ex.step_crops(batches[2][1], batches[2][2])  # not sent ahead: uploaded in its own step
+    labels = 2 * 4
+    assert uploaded_by_the_wait == [2 * crop_bytes + labels, 2 * crop_bytes + 2 * labels,
+                                    3 * crop_bytes + 3 * labels]
 
 
 def test_crops_must_be_whole_batches_matching_the_kernel(cuda):
