@@ -38,6 +38,8 @@ MAX_BLOCKS = 4096  # a grid-stride loop: any count is correct; this many fill an
 
 
 class Feed:
+    """The uint8 upload and the augmentation kernel for one executor's image input."""
+
     def __init__(self, ex, mean: np.ndarray | None, scale: float, size: int, lighting: bool):
         """`mean`: the size x size x channels mean image (None: no mean subtraction);
         `size`: the side of the prepared images the crops are cut from."""

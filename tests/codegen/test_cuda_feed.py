@@ -18,7 +18,6 @@ from netdsl.data.augment import AUGMENT_STREAM, AugmentSpec, augment_batch, coun
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++ to emulate CUDA with")
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 SIZE, SCALE = 36, 0.015625  # lenet's random_crop(32, from=36) and scale(0.015625)
 SPEC = AugmentSpec(crop=32, flip=True, pca_std=0.1)  # everything the kernel can do
 
@@ -144,9 +143,3 @@ def test_crops_must_be_whole_batches_matching_the_kernel(cuda):
     with pytest.raises(ValueError, match="lighting"):
         ex.step_crops(crops, labels)
 
-
-@pytest.mark.slow
-def test_an_alexnet_step_uploads_at_most_151_kb_per_image(tmp_path):
-    from host_traffic import measure
-    counts = measure(ROOT / "examples" / "alexnet.net", 2, 1, True, tmp_path)
-    assert counts["htod_per_image"] <= 151 * 1024
