@@ -15,6 +15,9 @@ whether to update at all); its run-time scalars are `momentum`, `lr` and `decay`
     render_watch(target)                              templates/watch.j2: the guard's and
                                                       clipping's sums of squares on the device
                                                       (CUDA only; the runtime launches them)
+    render_input_augment(crop, size, channels, ...)   templates/input_augment.j2: a training
+                                                      batch's uint8 crops to the float32 input
+                                                      (CUDA only; runtime/cuda_feed.py)
 """
 from __future__ import annotations
 
@@ -55,3 +58,19 @@ def render_watch(target: str) -> KernelSource:
         raise ValueError(f"the device-side guard is rendered for cuda, not {target}")
     module = environment().get_template("watch.j2").make_module({"threads": WATCH_THREADS})
     return KernelSource(target, "watch", "watch", str(module), (), (), (), module)
+
+
+INPUT_THREADS = 256
+
+
+def render_input_augment(crop: int, size: int, channels: int, with_mean: bool, lighting: bool,
+                         scaled: bool) -> KernelSource:
+    """templates/input_augment.j2 for crops of `crop` cut from `size` x `size` images: the
+    float conversion, mirror, mean, lighting and scale of a training batch (CUDA only;
+    the runtime launches it by name, netdsl_input_augment)."""
+    if not 0 < crop <= size:
+        raise ValueError(f"a {crop}x{crop} crop does not fit {size}x{size} images")
+    module = environment().get_template("input_augment.j2").make_module(
+        {"threads": INPUT_THREADS, "crop": crop, "size": size, "channels": channels, "with_mean": with_mean,
+         "lighting": lighting, "scaled": scaled})
+    return KernelSource("cuda", "input_augment", "input_augment", str(module), (), (), (), module)

@@ -192,6 +192,53 @@ def augment_batch(
     return batch
 
 
+@dataclass(frozen=True)
+class Crops:
+    """A training batch as the cuda backend uploads it: what only the host can do is done.
+
+    crops: uint8 N x c x c x 3 (HWC, as the cache holds them), cut at each window and
+    not mirrored; windows: int32 N x 3 (top, left, mirrored 0/1), for the device to
+    mirror and to read the mean image at the crop's source pixels; shifts: float32 N x 3,
+    each image's PCA lighting offset, rounded to float32 as add_lighting rounds it.
+    The device (templates/input_augment.j2) turns them into augment_batch's float batch.
+    """
+
+    crops: np.ndarray
+    windows: np.ndarray
+    shifts: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+
+def crop_batch(
+    images: np.ndarray,
+    spec: AugmentSpec,
+    rng: np.random.Generator,
+    eigval: np.ndarray,
+    eigvec: np.ndarray,
+    within: tuple[int, int] | None = None,
+) -> Crops:
+    """augment_batch's random-crop training path up to the float conversion: the same draws
+    in the same order (windows, then lighting alphas), so a batch is the same function of
+    (seed, epoch, batch) whichever path makes it."""
+    if spec.crop_mode != "random":
+        raise ValueError(f"device augmentation is for training's random crops, not {spec.crop_mode!r}")
+    first, count = within or (0, len(images))
+    part = slice(first, first + len(images))
+    crop = spec.crop or images.shape[1]
+    w = random_windows(rng, count, images.shape[1], crop, spec.flip)
+    top, left = w.top[part], w.left[part]
+    crops = np.empty((len(images), crop, crop, images.shape[3]), np.uint8)
+    for i in range(len(images)):
+        crops[i] = images[i, top[i] : top[i] + crop, left[i] : left[i] + crop]
+    windows = np.stack([top, left, w.flipped[part]], axis=1).astype(np.int32)
+    shifts = None
+    if spec.pca_std:
+        shifts = lighting_shifts(rng, count, spec.pca_std, eigval, eigvec)[part].astype(np.float32)
+    return Crops(crops, windows, shifts)
+
+
 def _columns(left: int, crop: int, flipped: bool) -> slice:
     """Columns left .. left+crop-1, right to left when mirrored: a view, never a copy."""
     if not flipped:

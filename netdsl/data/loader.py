@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from netdsl.data.augment import AUGMENT_STREAM, AugmentSpec, augment_batch, counter_rng
+from netdsl.data.augment import AUGMENT_STREAM, AugmentSpec, augment_batch, counter_rng, crop_batch
 from netdsl.data.prepare import PreparedData
 
 SHUFFLE_STREAM = 2
@@ -58,9 +58,12 @@ class BatchLoader:
         workers: int = 2,
         prefetch: int = 3,
         shard=None,
+        crops: bool = False,
     ):
         """`shard(n)` -> slice: the part of each batch of n this process makes (one rank of
-        data-parallel training); its images are augmented as they are in the whole batch."""
+        data-parallel training); its images are augmented as they are in the whole batch.
+        `crops`: batches are augment.Crops (uint8 crops, windows, lighting shifts) for a
+        backend that finishes the augmentation on its device."""
         if batch < 1:
             raise ValueError(f"batch size must be positive, got {batch}")
         if workers < 0 or prefetch < 1:
@@ -69,7 +72,7 @@ class BatchLoader:
         self.prepared, self.spec, self.batch = prepared, spec, batch
         self.seed, self.epoch, self.start_batch = seed, epoch, start_batch
         self.workers, self.prefetch = workers, prefetch
-        self.shard = shard
+        self.shard, self.crops = shard, crops
         count = len(self.labels)
         drop_last = split == "train" if drop_last is None else drop_last
         self.batches_per_epoch = count // batch if drop_last else math.ceil(count / batch)
@@ -91,6 +94,10 @@ class BatchLoader:
         part = self.shard(len(rows)) if self.shard else slice(0, len(rows))
         rng = counter_rng(self.seed, AUGMENT_STREAM, self.epoch, index)
         data = self.prepared
+        if self.crops:
+            batch = crop_batch(np.asarray(self.images[rows[part]]), self.spec, rng, data.eigval, data.eigvec,
+                               within=(part.start, len(rows)))
+            return batch, self.labels[rows[part]]
         images = augment_batch(np.asarray(self.images[rows[part]]), self.spec, rng, data.mean, data.eigval,
                                data.eigvec, within=(part.start, len(rows)))
         return images, self.labels[rows[part]]

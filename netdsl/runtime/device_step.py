@@ -22,6 +22,12 @@ gradient crosses to the host; `gradients()` reads the gradients after the wait.
 The backend supplies `join()`, `read_later(ref)` (an array filled once the
 step's read has waited) and `watch` (cuda_watch.Watch: `reduce`, `gate`,
 `settle`). `keep_values` executors (tests reading every layer) keep the host path.
+
+`step_crops(crops, labels, upcoming)` is `step` for a batch the host left as
+uint8 crops (augment.Crops, after `feed_crops` set up the mean and the kernel
+once): the inputs stage is then cuda_feed.Feed's augmentation kernel, and the
+rest of the step is the same; `upcoming`, the next batch, is uploaded once the
+step is issued, before its final read, so its transfer overlaps the step. `takes_crops` tells the trainer to send them.
 """
 from __future__ import annotations
 
@@ -29,11 +35,42 @@ import math
 
 import numpy as np
 
+from ..data.augment import Crops
 from ..layers import REGISTRY
 from . import base
 
 
 class DeviceStep:
+    takes_crops = True
+    feed = None
+
+    def feed_crops(self, mean: np.ndarray | None, scale: float, size: int, lighting: bool) -> None:
+        """Training batches as uint8 crops from now on: mean image (None: not subtracted)
+        of the `size`-pixel prepared images, input scale, whether batches carry lighting."""
+        from .cuda_feed import Feed
+        self.feed = Feed(self, mean, scale, size, lighting)
+
+    def step_crops(self, crops: Crops, labels, upcoming: Crops | None = None) -> dict:
+        """`upcoming`: the next step's batch, uploaded while this step runs."""
+        labels = self._labels(labels)
+        self._upcoming = upcoming
+        try:
+            _, values, metrics = self._pass(crops, labels, True, backward=True, update=True)
+        finally:
+            self._upcoming = None
+        self.steps += 1
+        self._updated()
+        return {"loss": float(self.total_loss(values)), **metrics}
+
+    def _load_inputs(self, images, labels) -> int:
+        if not isinstance(images, Crops):
+            return super()._load_inputs(images, labels)
+        if self.feed is None:
+            raise RuntimeError("call feed_crops() before stepping on uint8 crops")
+        n = self.feed.load(images)
+        self._load_labels(labels, n)
+        return n
+
     def _forward(self, images, labels, train):
         if self.keep_values:
             return super()._forward(images, labels, train)
@@ -86,6 +123,8 @@ class DeviceStep:
             self._set_rates()
             self._run(self.launches["update"], True)
             self.join()
+        if getattr(self, "_upcoming", None) is not None:  # everything is issued: the next batch's turn
+            self.feed.send_ahead(self._upcoming)
         per_device = self.watch.settle()
         totals = sum(per_device.values())
         if self.guard:

@@ -225,12 +225,15 @@ class PlannedExecutor(base.Executor):
             padded = np.zeros((self.batch,) + images.shape[1:], np.float32)
             padded[:n] = images
         self.upload_input(self.plan.inputs[self.image_input], padded)
+        self._load_labels(labels, n)
+        return n
+
+    def _load_labels(self, labels, n: int) -> None:
         if labels is not None:
             classes = self.g.nodes[self.label_input].shape[0]
             if len(labels) != n or labels.min() < 0 or labels.max() >= classes:
                 raise ValueError(f"labels must be {n} class indices in [0, {classes})")
             self.upload_input(self.plan.inputs[self.label_input], np.ascontiguousarray(labels, np.int32))
-        return n
 
     def _value(self, node: str) -> np.ndarray:
         return self.read(self.plan.values[node]).reshape((self.batch,) + tuple(self.g.nodes[node].shape))

@@ -131,12 +131,24 @@ class Trainer:
               f"x{kwargs['lr_factor']:g} (now {self.schedule.lr:.3g}), restart {self.restarts} of {kwargs['tries']}",
               flush=True)
 
-    def _loader(self, split: str, spec, epoch: int, start: int = 0) -> BatchLoader:
+    def _loader(self, split: str, spec, epoch: int, start: int = 0, crops: bool = False) -> BatchLoader:
         return BatchLoader(self.data, split, self.opt.batch, spec, seed=self.opt.seed, epoch=epoch,
-                           start_batch=start, workers=self.opt.workers, shard=self.world.shard)
+                           start_batch=start, workers=self.opt.workers, shard=self.world.shard, crops=crops)
+
+    def _device_augments(self) -> bool:
+        """A backend that finishes training's augmentation on its device (cuda) is sent uint8
+        crops; the others get the host's float batches, as before."""
+        if not getattr(self.ex, "takes_crops", False):
+            return False
+        if self.ex.feed is None:
+            aug = self.train_aug
+            self.ex.feed_crops(self.data.mean if aug.mean_subtract else None, self.scale, self.prepared_size,
+                               bool(aug.pca_std))
+        return True
 
     def _train_epoch(self) -> None:
-        loader = self._loader("train", self.train_aug, self.epoch, self.next_batch)
+        crops = self._device_augments()
+        loader = self._loader("train", self.train_aug, self.epoch, self.next_batch, crops)
         if loader.batches_per_epoch == 0:
             raise NetDslError(f"the training split has fewer images than one batch of {self.opt.batch}",
                               hint="use a smaller --batch")
@@ -144,10 +156,12 @@ class Trainer:
                    desc=f"epoch {self.epoch + 1}/{self.opt.epochs}", disable=self._no_bar(), dynamic_ncols=True)
         with loader, bar:
             started = time.perf_counter()
-            for images, labels in scaled(loader, self.scale):
+            batches = with_next(loader) if crops else ((batch, None) for batch in scaled(loader, self.scale))
+            for (images, labels), upcoming in batches:
                 self.ex.lr = self.schedule.lr_at(self.ex.steps)
-                try:
-                    m = self.world.mean_metrics(self.ex.step(images, labels))
+                try:  # the next batch of crops is uploaded while this step runs
+                    m = self.world.mean_metrics(self.ex.step_crops(images, labels, upcoming and upcoming[0])
+                                                if crops else self.ex.step(images, labels))
                 except NonFiniteError as exc:
                     history = self.watchdog.history()
                     if self.watchdog.action == "restart":
@@ -232,6 +246,17 @@ class Trainer:
         if not self.world.is_root:
             return True
         return None if self.opt.progress is None else not self.opt.progress
+
+
+def with_next(batches):
+    """(batch, the batch after it or None): the next is made before the current one is used."""
+    previous = None
+    for batch in batches:
+        if previous is not None:
+            yield previous, batch
+        previous = batch
+    if previous is not None:
+        yield previous, None
 
 
 def write_config(run_dir: Path, config: dict) -> None:

@@ -154,7 +154,9 @@ def test_gradients_still_reads_every_gradient(cuda):
 
 
 @pytest.mark.slow
-def test_an_alexnet_step_reads_back_only_scalars_and_waits_once(tmp_path):
+def test_an_alexnet_step_reads_back_only_scalars_waits_once_and_uploads_uint8(tmp_path):
     from host_traffic import TARGET_BYTES, TARGET_SYNCS, measure
     counts = measure(ROOT / "examples" / "alexnet.net", 2, 1, True, tmp_path)
     assert counts["dtoh_bytes"] < TARGET_BYTES and counts["syncs"] <= TARGET_SYNCS
+    # fed as the trainer feeds it, uint8 crops: the 224x224x3 crop and 28 bytes per image
+    assert counts["htod_per_image"] == 224 * 224 * 3 + 28 <= 151 * 1024
