@@ -2,7 +2,8 @@
 and no kernel spills registers to local memory.
 
 Every case of every kind goes into one module, plus an AlexNet-sized conv
-and fc and every matrix-product variant at every tile, and one nvcc run
+and fc, every matrix-product variant at every tile and the runtime's own
+kernels (watch.j2, input_augment.j2), and one nvcc run
 compiles it for both architectures (nvcc is slow; -Xptxas -v reports each
 kernel's registers and spills).
 """
@@ -17,6 +18,7 @@ from kernel_cases import all_cases, gemm_variants
 
 from netdsl.codegen import render_layer, render_module
 from netdsl.codegen.nvcc import ARCHS, parse_ptxas
+from netdsl.codegen.training import render_input_augment, render_watch
 from netdsl.codegen.targets import GEMM_TILES
 
 
@@ -37,6 +39,8 @@ def compiled(request, tmp_path_factory):
     sources = [case.render("cuda") for case in all_cases()]
     sources += [render_layer(kind, node, 1, args, shapes, out, batch, "cuda")
                 for kind, node, args, shapes, out, batch in LARGE_LAYERS]
+    # The runtime's own kernels: the device guard and the training batch's augmentation.
+    sources += [render_watch("cuda"), render_input_augment(224, 256, 3, True, True, True)]
     text = render_module(sources, "cuda", gemms=gemm_variants("cuda", GEMM_TILES))
     folder = tmp_path_factory.mktemp("cuda")
     gencode = [flag for arch in ARCHS for flag in ("-gencode", f"arch=compute_{arch[3:]},code={arch}")]
