@@ -17,6 +17,7 @@ format `prepare` made, as PyCUDA 2026.1 does (`struct` in native alignment).
 from __future__ import annotations
 
 import ctypes
+import importlib
 import struct
 import sys
 import types
@@ -196,3 +197,15 @@ def install(folder, monkeypatch=None) -> None:
             monkeypatch.setitem(sys.modules, name, module)
         else:
             sys.modules[name] = module
+
+
+def cuda_backend(folder, monkeypatch):
+    """netdsl.runtime.cuda imported over the stand-in, until `monkeypatch` is undone: any
+    earlier import of PyCUDA or of the backend is dropped first, so the import finds the
+    stand-in, and the backend imported here leaves sys.modules with it."""
+    for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    install(folder, monkeypatch)
+    module = importlib.import_module("netdsl.runtime.cuda")
+    monkeypatch.setitem(sys.modules, "netdsl.runtime.cuda", module)
+    return module

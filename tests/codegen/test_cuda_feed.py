@@ -4,9 +4,7 @@ host path's float batch bit for bit, a step on crops is a step on that batch, an
 step uploads the crops' bytes and a few more per image."""
 from __future__ import annotations
 
-import importlib
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +23,8 @@ SPEC = AugmentSpec(crop=32, flip=True, pca_std=0.1)  # everything the kernel can
 @pytest.fixture(scope="module")
 def cuda(tmp_path_factory):
     import fake_pycuda
-    folder = tmp_path_factory.mktemp("feed")
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
-            patch.delitem(sys.modules, name, raising=False)
-        fake_pycuda.install(folder, patch)
-        yield importlib.import_module("netdsl.runtime.cuda"), fake_pycuda
-        sys.modules.pop("netdsl.runtime.cuda", None)
+        yield fake_pycuda.cuda_backend(tmp_path_factory.mktemp("feed"), patch), fake_pycuda
 
 
 def lenet(cuda, **options):

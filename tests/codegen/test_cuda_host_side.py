@@ -4,7 +4,6 @@ guard on the device (the same errors as the reference, the weights kept), and
 gradient clipping without the gradients leaving the device."""
 from __future__ import annotations
 
-import importlib
 import shutil
 import sys
 from pathlib import Path
@@ -26,13 +25,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def cuda(tmp_path_factory):
     """netdsl.runtime.cuda imported over the stand-in, for this module only."""
     import fake_pycuda
-    folder = tmp_path_factory.mktemp("host-side")
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
-            patch.delitem(sys.modules, name, raising=False)
-        fake_pycuda.install(folder, patch)
-        yield importlib.import_module("netdsl.runtime.cuda"), fake_pycuda
-        sys.modules.pop("netdsl.runtime.cuda", None)
+        yield fake_pycuda.cuda_backend(tmp_path_factory.mktemp("host-side"), patch), fake_pycuda
 
 
 def lenet(cuda, overrides=None, **options):

@@ -75,17 +75,8 @@ def test_two_tower_alexnet_step_matches_the_reference(tmp_path):
 @pytest.fixture
 def cuda(built, monkeypatch):
     """netdsl.runtime.cuda, imported over fake_pycuda (host memory and the emulator)."""
-    import importlib
-    import sys
-
     import fake_pycuda
-    for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    fake_pycuda.install(built, monkeypatch)
-    try:
-        yield importlib.import_module("netdsl.runtime.cuda")
-    finally:
-        sys.modules.pop("netdsl.runtime.cuda", None)
+    return fake_pycuda.cuda_backend(built, monkeypatch)
 
 
 def _flat_kernels(executor) -> None:

@@ -3,7 +3,6 @@ stand-in: an epoch trained that way is the epoch trained on the host's float bat
 bit for bit, and a run resumed mid-epoch on crops ends where an uninterrupted one does."""
 from __future__ import annotations
 
-import importlib
 import shutil
 import sys
 from pathlib import Path
@@ -24,13 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def cuda(tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT / "tests" / "codegen"))
     import fake_pycuda
-    for name in ("pycuda", "pycuda.driver", "pycuda.compiler", "netdsl.runtime.cuda"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    fake_pycuda.install(tmp_path / "emulated", monkeypatch)
     (tmp_path / "emulated").mkdir()
-    module = importlib.import_module("netdsl.runtime.cuda")
-    monkeypatch.setitem(sys.modules, "netdsl.runtime.cuda", module)  # removed again after the test
-    return module, fake_pycuda
+    return fake_pycuda.cuda_backend(tmp_path / "emulated", monkeypatch), fake_pycuda
 
 
 def train(cuda, net, data, run_dir, crops: bool, batches: int | None = None, resume: bool = False):
