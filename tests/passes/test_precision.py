@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from netdsl import precision
@@ -56,3 +57,24 @@ def test_an_unknown_precision_is_a_positioned_error(capsys):
     assert main(["info", str(EXAMPLES / "lenet.net"), "--set", "precision=tf16"]) == 2
     err = capsys.readouterr().err
     assert "unknown precision `tf16`" in err and "did you mean `bf16`" in err and "auto, fp32, tf32, bf16" in err
+
+
+@pytest.mark.parametrize("format_", ["tf32", "bf16"])
+def test_the_references_operand_rounding_is_the_formats(format_):
+    """netdsl.precision.round_operand (bit arithmetic, what the reference executor multiplies)
+    against the arithmetic definition tests/codegen/test_mma_gemm.py checks by hand: random
+    float32 values over many magnitudes, exact ties of the format, and infinities."""
+    import sys
+    sys.path.insert(0, str(EXAMPLES.parent / "tests" / "codegen"))
+    from test_mma_gemm import rounded
+
+    gen = np.random.default_rng(3)
+    values = (gen.standard_normal(20000) * 10.0 ** gen.integers(-20, 20, 20000)).astype(np.float32)
+    bits = 10 if format_ == "tf32" else 7
+    ties = np.float32(1.0 + 2.0 ** -(bits + 1)) * np.float32([1, -1, 3, -3, 0.75])
+    values = np.concatenate([values, ties])
+    expected = rounded(format_)(values.astype(np.float64))
+    np.testing.assert_array_equal(precision.round_operand(values, format_), expected.astype(np.float32))
+    np.testing.assert_array_equal(precision.round_operand(values.astype(np.float64), format_), expected)
+    assert np.isinf(precision.round_operand(np.float32([np.inf]), format_)).all()
+    assert precision.round_operand(values, "fp32") is values
