@@ -15,24 +15,8 @@ from .compiler import compile_graph
 from .errors import NetDslError, format_error
 from .graph_ops import forward_nodes
 from .inspect.transforms import TRANSFORMS
+from .options import device_list, parse_sets
 from .userpaths import check_out_dir
-
-
-def parse_sets(items: list[str] | None) -> dict[str, str]:
-    overrides = {}
-    for item in items or []:
-        name, eq, value = item.partition("=")
-        if not eq or not name.strip() or not value.strip():
-            raise NetDslError(f"bad --set `{item}`", hint="write --set NAME=VALUE, for example --set act=tanh")
-        overrides[name.strip()] = value.strip()
-    return overrides
-
-
-def device_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError("write GPU numbers separated by commas, e.g. 0,1") from None
 
 
 def dump_text(g) -> str:

@@ -35,26 +35,22 @@ def group(sizes: list[tuple[str, int]], cap: int) -> list[list[str]]:
     return buckets
 
 
-class GradientBuckets:
-    """The callback a planned executor calls during backward (set as `ex.on_gradients_ready`)."""
+class BucketCounting:
+    """The counting both reductions share (MPI's below, NCCL's in nccl.py): each layer's
+    gradient tensors, the layers grouped into buckets, and per step a count-down of each
+    bucket's layers as backward finishes them. A bucket whose last layer arrives is
+    started (`_start`), the step's last layer finishes the sums (`_finish`), and between
+    arrivals `_progress` may drive the ones in flight."""
 
-    def __init__(self, world, executor, cap: int = DEFAULT_CAP):
-        self.world, self.ex = world, executor
+    def _count(self, executor, cap: int) -> None:
         segments = executor.gradient_segments()
         self.refs = {layer: refs for _, layer, refs in segments}
         sizes = [(layer, sum(executor.plan.tensors[r].nbytes for r in refs)) for _, layer, refs in segments]
         self.layout = group(sizes, cap)
         self.bucket_of = {layer: b for b, layers in enumerate(self.layout) for layer in layers}
-        self.buffers = [np.empty(sum(executor.plan.tensors[r].size for layer in layers for r in self.refs[layer]),
-                                 np.float32) for layers in self.layout]
-        self.nbytes = sum(buf.nbytes for buf in self.buffers)  # what each rank sends into the sum per step
-        self.wait_seconds = 0.0  # time backward waited for sums (what the overlap did not hide)
-        self.steps = 0
-        self._reset()
 
     def _reset(self) -> None:
         self.waiting = [len(layers) for layers in self.layout]
-        self.requests = []
         self.ready = 0
 
     def __call__(self, layer: str, refs) -> None:
@@ -68,7 +64,37 @@ class GradientBuckets:
         if self.ready == len(self.refs):
             self._finish()
         else:
-            self.world.progress(self.requests)
+            self._progress()
+
+    def _start(self, b: int) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _progress(self) -> None:
+        pass
+
+
+class GradientBuckets(BucketCounting):
+    """The callback a planned executor calls during backward (set as `ex.on_gradients_ready`)."""
+
+    def __init__(self, world, executor, cap: int = DEFAULT_CAP):
+        self.world, self.ex = world, executor
+        self._count(executor, cap)
+        self.buffers = [np.empty(sum(executor.plan.tensors[r].size for layer in layers for r in self.refs[layer]),
+                                 np.float32) for layers in self.layout]
+        self.nbytes = sum(buf.nbytes for buf in self.buffers)  # what each rank sends into the sum per step
+        self.wait_seconds = 0.0  # time backward waited for sums (what the overlap did not hide)
+        self.steps = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.requests = []
+
+    def _progress(self) -> None:
+        self.world.progress(self.requests)
 
     def _start(self, b: int) -> None:
         from mpi4py import MPI

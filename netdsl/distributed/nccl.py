@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from ..errors import NetDslError
-from .buckets import DEFAULT_CAP, group
+from .buckets import DEFAULT_CAP, BucketCounting
 from .comm import RankLost
 
 NCCL_FLOAT32, NCCL_AVG = 7, 4
@@ -94,7 +94,7 @@ class Nccl:
         return None if state.value in (SUCCESS, IN_PROGRESS) else self.lib.ncclGetErrorString(state.value).decode()
 
 
-class NcclGradients:
+class NcclGradients(BucketCounting):
     """`ex.on_gradients_ready` for the cuda backend (the MPI buckets' counterpart)."""
 
     def __init__(self, world, executor, cap: int = DEFAULT_CAP):
@@ -104,30 +104,14 @@ class NcclGradients:
             uid = world.share(self.nccl.unique_id() if world.is_root else None, f"the NCCL id of GPU {device}")
             with executor.places[device]:
                 self.comms[device] = self.nccl.init_rank(uid, world.size, world.rank)
-        segments = executor.gradient_segments()
-        self.refs = {layer: refs for _, layer, refs in segments}
-        self.layout = group([(layer, sum(executor.plan.tensors[r].nbytes for r in refs))
-                             for _, layer, refs in segments], cap)
-        self.bucket_of = {layer: b for b, layers in enumerate(self.layout) for layer in layers}
+        self._count(executor, cap)
         self.nbytes = sum(executor.plan.tensors[r].nbytes for refs in self.refs.values() for r in refs)
         self.wait_seconds, self.steps = 0.0, 0
         self._reset()
 
     def _reset(self) -> None:
-        self.waiting = [len(layers) for layers in self.layout]
-        self.ready = 0
+        super()._reset()
         self.streams = set()
-
-    def __call__(self, layer: str, refs) -> None:
-        if self.ready == 0:
-            self.world.arrive(self.ex.steps)
-        self.ready += 1
-        b = self.bucket_of[layer]
-        self.waiting[b] -= 1
-        if self.waiting[b] == 0:
-            self._start(b)
-        if self.ready == len(self.refs):
-            self._finish()
 
     def _start(self, b: int) -> None:
         lib, ex = self.nccl.lib, self.ex

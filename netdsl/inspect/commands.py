@@ -2,11 +2,12 @@
 the function that runs it. `register` is called once from cli.build_parser."""
 from __future__ import annotations
 
+from ..options import device_list, parse_sets
+
 BACKENDS = ["auto", "reference", "cpu", "cuda"]
 
 
 def with_backend(c, default: str = "auto") -> None:
-    from ..cli import device_list
     c.add_argument("--backend", default=default, choices=BACKENDS,
                    help="auto: cuda if PyCUDA sees a GPU, else cpu if a C compiler is here, else reference")
     c.add_argument("--devices", type=device_list, metavar="0,1",
@@ -41,7 +42,6 @@ def cmd_show_saliency(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from ..cli import parse_sets
     from .ablate import ablate
     text, written = ablate(args.file, args.vary, parse_sets(args.set), args.out, args.data, args.backend,
                            args.epochs, args.batch, args.seed, args.workers, args.save_every,
@@ -52,7 +52,6 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_time(args) -> int:
-    from ..cli import parse_sets
     if args.predict:  # the time model: nothing runs
         from .predict import predict
         print(predict(args.file, parse_sets(args.set), args.predict, args.batch))

@@ -10,7 +10,7 @@ from ..perf.devices import Device, device
 
 def _plan(file: str, overrides: dict, batch: int | None):
     from .. import passes
-    from ..cli import compile_graph
+    from ..compiler import compile_graph
     g = compile_graph(file, overrides=overrides, training=True)
     batch = batch or g.graph["train"].batch
     return passes.plan_step(g, batch, "cuda", lambda logical: "gpu0")

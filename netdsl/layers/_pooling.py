@@ -89,6 +89,14 @@ class Pooling(Layer):
     def macs(self, a, in_shapes, out_shape):
         return 0
 
+    def torch_args(self, a) -> dict:
+        return dict(kernel_size=a["size"], stride=self.stride(a), padding=a["pad"], ceil_mode=bool(a.get("ceil")))
+
+    def onnx_pool(self, b, op_type: str, name, d, xs, **extra) -> None:
+        a = d.args
+        b.op(op_type, [xs[0]], name, kernel_shape=[a["size"]] * 2, strides=[self.stride(a)] * 2, pads=[a["pad"]] * 4,
+             ceil_mode=int(bool(a.get("ceil"))), **extra)
+
 
 def window_count(a, pool: Pooling, x_shape, dtype) -> np.ndarray:
     """How many real input elements each output window covers: (1, 1, OH, OW)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._pooling import Pooling, window_count
+from .base import torch_functional
 
 
 class AvgPool(Pooling):
@@ -30,3 +31,8 @@ class AvgPool(Pooling):
             dcanvas[where] += share
         return [self.unpad(a, dcanvas, x_shape)], {}
 
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().avg_pool2d(xs[0], count_include_pad=False, **self.torch_args(a))
+
+    def onnx(self, b, name, d, xs):
+        self.onnx_pool(b, "AveragePool", name, d, xs, count_include_pad=0)

@@ -171,12 +171,42 @@ class Layer:
         """Returns (gradient per input, gradient per parameter)."""
         raise NotImplementedError(f"{self.kind}: backward")
 
+    # ---- twins in other frameworks -------------------------------------------
+    # The kind's own mapping, so that a new kind brings them along (the twin of
+    # `netdsl time --torch` and the operators of `netdsl export` read them).
+    onnx_op: str = ""  # a one-input ONNX operator with no attributes computing the forward, if one does
+
+    def torch_forward(self, a: dict, params: dict, xs: list, train: bool, state: dict | None = None):
+        """The same forward in PyTorch (torch tensors in, a tensor out): an independent
+        implementation that tests check against `forward`. Not overridden: no twin."""
+        raise NotImplementedError(f"{self.kind}: torch_forward")
+
+    def onnx(self, b, name: str, d, xs: list[str]) -> None:
+        """The node as ONNX operators, its output written under `name`, through the builder
+        of inspect/onnx_export.py (b.op, b.param, b.constant, b.shapes by tensor name)."""
+        if not self.onnx_op:
+            raise NotImplementedError(f"{self.kind}: onnx")
+        b.op(self.onnx_op, [xs[0]], name)
+
+    def has_torch_twin(self) -> bool:
+        return type(self).torch_forward is not Layer.torch_forward
+
+    def has_onnx(self) -> bool:
+        return bool(self.onnx_op) or type(self).onnx is not Layer.onnx
+
     # ---- helpers -------------------------------------------------------------
     def arg(self, name: str) -> ArgSpec:
         for spec in self.args:
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+
+def torch_functional():
+    """torch.nn.functional, imported when a twin is first used (torch is a test and
+    `--torch` dependency only)."""
+    from torch.nn import functional
+    return functional
 
 
 def spatial_out(size: int, kernel: int, stride: int, pad: int) -> int:

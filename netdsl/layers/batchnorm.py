@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArgSpec, Example, Init, Layer, ShapeError, positive, probability
+from .base import torch_functional, ArgSpec, Example, Init, Layer, ShapeError, positive, probability
 
 
 class BatchNorm(Layer):
@@ -82,3 +82,18 @@ class BatchNorm(Layer):
             dx = dy * scale.reshape(shape)
         grads = {"weight": (dy * xhat).sum(axis=axes), "bias": dy.sum(axis=axes)} if a["affine"] else {}
         return [dx.astype(dy.dtype)], {k: v.astype(dy.dtype) for k, v in grads.items()}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().batch_norm(xs[0], state["running_mean"], state["running_var"], params.get("weight"),
+                                             params.get("bias"), training=train, momentum=a["momentum"], eps=a["eps"])
+
+    def onnx(self, b, name, d, xs):
+        """At test time: the running statistics (the checkpoint's, else their starting values)."""
+        a, channels = d.args, b.shapes[xs[0]][0]
+        state = {s: b.params.get(f"{name}.{s}", np.full(channels, self.state_init(a, s), np.float32))
+                 for s in ("running_mean", "running_var")}
+        ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+        scale = b.param(name, "weight") if a["affine"] else b.constant(b.fresh("one"), ones)
+        shift = b.param(name, "bias") if a["affine"] else b.constant(b.fresh("zero"), zeros)
+        b.op("BatchNormalization", [xs[0], scale, shift, b.constant(b.fresh("mean"), state["running_mean"]),
+                                    b.constant(b.fresh("var"), state["running_var"])], name, epsilon=float(a["eps"]))

@@ -27,3 +27,10 @@ class Concat(Layer):
 
     def backward(self, a, params, widths, dy, ctx):
         return np.split(dy, np.cumsum(widths)[:-1], axis=1), {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        import torch
+        return torch.cat(xs, dim=1)
+
+    def onnx(self, b, name, d, xs):
+        b.op("Concat", xs, name, axis=1)

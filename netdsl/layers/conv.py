@@ -23,7 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._weights import WEIGHT_ARGS, WeightedLayer
-from .base import ArgSpec, Example, ShapeError, each, non_negative, operand, pair, positive, spatial_out
+from .base import ArgSpec, torch_functional, Example, ShapeError, each, non_negative, operand, pair, positive, spatial_out
 
 
 def windows(xp: np.ndarray, k, stride, oh: int, ow: int, dilation=1) -> np.ndarray:
@@ -204,6 +204,18 @@ class Conv(WeightedLayer):
         if ctx is None or ctx.wants_input_grad(0):
             dx = col2im((w.transpose(0, 2, 1) @ by_group).reshape(cols.shape), x_shape, *lowering)
         return [dx], {"weight": dw} | ({"bias": dyr.sum(axis=1)} if "bias" in params else {})
+
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        g = self.geometry(a)  # pairs, and `pad=same` resolved to its border
+        return torch_functional().conv2d(xs[0], params["weight"], params.get("bias"), stride=(g.sh, g.sw),
+                                         padding=(g.ph, g.pw), dilation=(g.dh, g.dw), groups=g.groups)
+
+    def onnx(self, b, name, d, xs):
+        g = self.geometry(d.args)
+        inputs = [xs[0], b.param(name, "weight")] + ([b.param(name, "bias")] if f"{name}.bias" in b.params else [])
+        b.op("Conv", inputs, name, kernel_shape=[g.kh, g.kw], strides=[g.sh, g.sw], pads=[g.ph, g.pw, g.ph, g.pw],
+             dilations=[g.dh, g.dw], group=g.groups)
 
 
 def _chw(shape, kind: str) -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import rng
-from .base import ArgSpec, Example, Layer, probability
+from .base import torch_functional, ArgSpec, Example, Layer, probability
 
 
 def keep_mask(a: dict, shape, ctx) -> np.ndarray:
@@ -26,6 +26,7 @@ class Dropout(Layer):
     doc = "zeroes each unit with probability `rate` in training (scaled by 1/(1-rate)); identity at test"
     args = (ArgSpec("rate", "float", 0.5, probability, doc="probability of dropping a unit"),)
     traits = frozenset({"elementwise", "random"})
+    onnx_op = "Identity"  # at test time (scaled in training)
     examples = (
         Example({"rate": 0.5}, [(3, 4, 5)]),
         Example({"rate": 0.25}, [(9,)]),
@@ -42,3 +43,6 @@ class Dropout(Layer):
 
     def backward(self, a, params, mask, dy, ctx):
         return [dy if mask is None else dy * mask], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().dropout(xs[0], a["rate"], training=train)  # torch's own masks

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArgSpec, Example, Layer, positive
+from .base import torch_functional, ArgSpec, Example, Layer, positive
 
 
 class ELU(Layer):
@@ -30,3 +30,9 @@ class ELU(Layer):
 
     def backward(self, a, params, y, dy, ctx):
         return [np.where(y > 0, dy, dy * (y + a["alpha"]))], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().elu(xs[0], a["alpha"])
+
+    def onnx(self, b, name, d, xs):
+        b.op("Elu", [xs[0]], name, alpha=float(d.args["alpha"]))

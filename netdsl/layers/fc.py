@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ._weights import WEIGHT_ARGS, WeightedLayer
-from .base import ArgSpec, Example, operand, positive
+from .base import torch_functional, ArgSpec, Example, operand, positive
 
 
 class FullyConnected(WeightedLayer):
@@ -35,3 +35,11 @@ class FullyConnected(WeightedLayer):
         dy_op = operand(ctx, dy)
         dx = (dy_op @ operand(ctx, params["weight"])).reshape(x_shape)
         return [dx], {"weight": dy_op.T @ x, "bias": dy.sum(axis=0)}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().linear(xs[0].flatten(1), params["weight"], params.get("bias"))
+
+    def onnx(self, b, name, d, xs):
+        flat = b.op("Flatten", [xs[0]], axis=1)
+        inputs = [flat, b.param(name, "weight")] + ([b.param(name, "bias")] if f"{name}.bias" in b.params else [])
+        b.op("Gemm", inputs, name, transB=1)

@@ -27,3 +27,9 @@ class Flatten(Layer):
 
     def backward(self, a, params, shape, dy, ctx):
         return [dy.reshape(shape)], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return xs[0].flatten(1)
+
+    def onnx(self, b, name, d, xs):
+        b.op("Flatten", [xs[0]], name, axis=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Example, Layer, ShapeError
+from .base import torch_functional, Example, Layer, ShapeError
 
 
 class GlobalAvgPool(Layer):
@@ -38,3 +38,9 @@ class GlobalAvgPool(Layer):
     def backward(self, a, params, shape, dy, ctx):
         pixels = math.prod(shape[2:])
         return [(dy / pixels).repeat(shape[2], axis=2).repeat(shape[3], axis=3)], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().adaptive_avg_pool2d(xs[0], 1)
+
+    def onnx(self, b, name, d, xs):
+        b.op("GlobalAveragePool", [xs[0]], name)

@@ -14,6 +14,7 @@ class Identity(Layer):
     kind = "identity"
     doc = "y = x (removes a layer: `--set norm=identity`)"
     traits = frozenset({"elementwise", "activation"})
+    onnx_op = "Identity"
     examples = (Example({}, [(3, 2, 5)]), Example({}, [(4,)]))
 
     def forward(self, a, params, xs, ctx):
@@ -21,3 +22,6 @@ class Identity(Layer):
 
     def backward(self, a, params, cache, dy, ctx):
         return [dy], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return xs[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArgSpec, Example, Layer, non_negative
+from .base import torch_functional, ArgSpec, Example, Layer, non_negative
 
 
 class LeakyReLU(Layer):
@@ -29,3 +29,9 @@ class LeakyReLU(Layer):
 
     def backward(self, a, params, y, dy, ctx):
         return [np.where(y > 0, dy, dy * a["slope"])], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().leaky_relu(xs[0], a["slope"])
+
+    def onnx(self, b, name, d, xs):
+        b.op("LeakyRelu", [xs[0]], name, alpha=float(d.args["slope"]))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArgSpec, Example, Layer, ShapeError, non_negative, positive
+from .base import ArgSpec, torch_functional, Example, Layer, ShapeError, non_negative, positive
 
 
 def channel_window_sum(v: np.ndarray, below: int, above: int, axis: int = 1) -> np.ndarray:
@@ -101,3 +101,46 @@ class LRN(Layer):
         t = window_sum(dy * y / scale, a, mirrored=True)
         dx = dy * scale ** -a["beta"] - 2 * a["alpha"] * a["beta"] * x * t
         return [dx.astype(x.dtype)], {}
+
+    # torch's and ONNX's alpha is divided by the window, ours is not: alpha * size there.
+    def torch_forward(self, a, params, xs, train, state=None):
+        F, x = torch_functional(), xs[0]
+        if a.get("region") == "within":  # the sum over size x size pixels, zeros past the edges
+            n = a["size"]
+            sums = F.avg_pool2d(x * x, n, stride=1, padding=n // 2, count_include_pad=True) * (n * n)
+            return x / (a["k"] + a["alpha"] * sums) ** a["beta"]
+        # torch's window over channels (size // 2 below, (size - 1) // 2 above) is ours for any size
+        return F.local_response_norm(x, a["size"], alpha=a["alpha"] * a["size"], beta=a["beta"], k=a["k"])
+
+    def onnx(self, b, name, d, xs):
+        """ONNX's LRN centres an even window the other way (one more channel above), so
+        an even window, and the spatial one, are built from primitives: the squares summed
+        by a fixed convolution (a band matrix over channels, or ones over pixels)."""
+        a = d.args
+        n, x = a["size"], xs[0]
+        channels = b.shapes[x][0]
+        if a.get("region") == "within":
+            ones = np.ones((channels, 1, n, n), np.float32)
+            squares = b.op("Mul", [x, x])
+            sums = b.op("Conv", [squares, b.constant(b.fresh("window"), ones)], kernel_shape=[n, n],
+                        pads=[n // 2] * 4, group=channels)
+            _onnx_normalise(b, name, x, sums, a)
+            return
+        if n % 2:
+            b.op("LRN", [x], name, size=n, alpha=a["alpha"] * n, beta=a["beta"], bias=a["k"])
+            return
+        below, above = window(n)
+        band = np.zeros((channels, channels, 1, 1), np.float32)
+        for i in range(channels):
+            band[i, max(0, i - below):i + above + 1] = 1.0
+        squares = b.op("Mul", [x, x])
+        sums = b.op("Conv", [squares, b.constant(b.fresh("band"), band)], kernel_shape=[1, 1])
+        _onnx_normalise(b, name, x, sums, a)
+
+
+def _onnx_normalise(b, name, x, sums, a):
+    """x / (k + alpha * sums) ^ beta, our alpha (not divided by the window)."""
+    scaled = b.op("Mul", [sums, b.constant(b.fresh("alpha"), np.float32(a["alpha"]))])
+    base = b.op("Add", [scaled, b.constant(b.fresh("k"), np.float32(a["k"]))])
+    power = b.op("Pow", [base, b.constant(b.fresh("beta"), np.float32(a["beta"]))])
+    b.op("Div", [x, power], name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._pooling import Pooling
+from .base import torch_functional
 
 
 class MaxPool(Pooling):
@@ -28,3 +29,9 @@ class MaxPool(Pooling):
         for i, j, where in self.window_slices(a, oh, ow):
             dcanvas[where] += dy * (arg == i * a["size"] + j)
         return [self.unpad(a, dcanvas, x_shape)], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().max_pool2d(xs[0], **self.torch_args(a))
+
+    def onnx(self, b, name, d, xs):
+        self.onnx_pool(b, "MaxPool", name, d, xs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArgSpec, Example, Init, Layer, non_negative
+from .base import torch_functional, ArgSpec, Example, Init, Layer, non_negative
 
 
 def _per_channel(w: np.ndarray, ndim: int) -> np.ndarray:
@@ -48,3 +48,11 @@ class PReLU(Layer):
         negative = x <= 0
         dw = np.where(negative, dy * x, 0).sum(axis=tuple(i for i in range(x.ndim) if i != 1))
         return [np.where(negative, dy * w, dy)], {"weight": dw.astype(x.dtype)}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().prelu(xs[0], params["weight"])
+
+    def onnx(self, b, name, d, xs):
+        slope = b.params[f"{name}.weight"].astype(np.float32)
+        extra = len(b.shapes[xs[0]]) - 1  # one slope per channel, broadcast over the pixels
+        b.op("PRelu", [xs[0], b.constant(f"{name}.weight", slope.reshape(slope.shape + (1,) * extra))], name)

@@ -10,6 +10,7 @@ class Sigmoid(Layer):
     kind = "sigmoid"
     doc = "1 / (1 + exp(-x))"
     traits = frozenset({"elementwise", "activation"})
+    onnx_op = "Sigmoid"
     examples = (Example({}, [(3, 5, 4)]), Example({}, [(7,)]))
 
     def forward(self, a, params, xs, ctx):
@@ -21,3 +22,6 @@ class Sigmoid(Layer):
 
     def backward(self, a, params, y, dy, ctx):
         return [dy * y * (1 - y)], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return xs[0].sigmoid()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArgSpec, Example, Layer, ShapeError, positive
+from .base import torch_functional, ArgSpec, Example, Layer, ShapeError, positive
 
 
 def log_softmax(scores: np.ndarray) -> np.ndarray:
@@ -63,3 +63,6 @@ class SoftmaxLoss(Layer):
 
     def metrics(self, scores: np.ndarray, labels: np.ndarray) -> dict:
         return {"top1_error": top_k_error(scores, labels, 1), "top5_error": top_k_error(scores, labels, 5)}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return torch_functional().cross_entropy(xs[0], xs[1])

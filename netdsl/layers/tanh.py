@@ -10,6 +10,7 @@ class Tanh(Layer):
     kind = "tanh"
     doc = "tanh(x)"
     traits = frozenset({"elementwise", "activation"})
+    onnx_op = "Tanh"
     examples = (Example({}, [(3, 5, 4)]), Example({}, [(7,)]))
 
     def forward(self, a, params, xs, ctx):
@@ -18,3 +19,6 @@ class Tanh(Layer):
 
     def backward(self, a, params, y, dy, ctx):
         return [dy * (1 - y * y)], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return xs[0].tanh()

@@ -10,6 +10,7 @@ class Transfer(Layer):
     kind = "transfer"
     doc = "copies its input to the layer's device (identity on values)"
     traits = frozenset({"transfer"})
+    onnx_op = "Identity"
     examples = (Example({}, [(3, 4, 5)]),)
 
     def forward(self, a, params, xs, ctx):
@@ -17,3 +18,6 @@ class Transfer(Layer):
 
     def backward(self, a, params, cache, dy, ctx):
         return [dy], {}
+
+    def torch_forward(self, a, params, xs, train, state=None):
+        return xs[0]
