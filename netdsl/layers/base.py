@@ -133,8 +133,8 @@ class Layer:
     examples: tuple[Example, ...] = ()
 
     # ---- shapes and counts -------------------------------------------------
-    def check_args(self, a: dict) -> str | None:
-        """Cross-argument checks; return a complaint or None."""
+    def check_args(self, a: dict) -> str | tuple[str, str] | None:
+        """Cross-argument checks; return a complaint, (complaint, hint) or None."""
         return None
 
     def output_shape(self, a: dict, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:

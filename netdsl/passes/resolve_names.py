@@ -109,7 +109,8 @@ def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Ar
                               f"{kind} takes: {', '.join(names) or 'no arguments'}")
     complaint = layer.check_args(values)
     if complaint:
-        raise NetDslError(f"{kind}: {complaint}", call.pos)
+        message, hint = complaint if isinstance(complaint, tuple) else (complaint, None)
+        raise NetDslError(f"{kind}: {message}", call.pos, hint)
     return values
 
 

@@ -1,0 +1,72 @@
+"""The activations whose interesting points lie outside the registry examples'
+inputs (which stay within [-2, 2]): relu6 and clip saturate at 6 or their
+ends, hard_sigmoid and hard_swish bend at -3 and 3, silu and gelu have
+minima and tails. Here every one sees [-10, 10] with its kinks hit exactly,
+forward and backward against PyTorch, on the numpy reference and on the
+generated C (same tolerance as the oracle suite)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tolerances import FLOAT32_RTOL, assert_close
+
+from netdsl.codegen import render_layer, render_module
+from netdsl.layers import REGISTRY
+from netdsl.layers.base import Context
+from netdsl.runtime import cbuild
+
+torch = pytest.importorskip("torch", reason="PyTorch is the oracle here")
+F = torch.nn.functional
+
+CASES = {
+    "relu6": ({}, lambda x: F.relu6(x)),
+    "clip": ({"min": -1.5, "max": 2.25}, lambda x: F.hardtanh(x, -1.5, 2.25)),
+    "hard_sigmoid": ({}, lambda x: F.hardsigmoid(x)),
+    "hard_swish": ({}, lambda x: F.hardswish(x)),
+    "silu": ({}, lambda x: F.silu(x)),
+    "gelu": ({}, lambda x: F.gelu(x)),
+}
+KINKS = [-3.0, -1.5, 0.0, 2.25, 3.0, 6.0]
+
+
+def inputs() -> np.ndarray:
+    grid = np.linspace(-10, 10, 157)
+    return np.concatenate([grid, KINKS, [-100.0, 100.0]]).astype(np.float32).reshape(1, -1)
+
+
+def oracle(kind, x, dy):
+    x_t = torch.tensor(x, requires_grad=True)
+    y_t = CASES[kind][1](x_t)
+    (y_t * torch.from_numpy(dy)).sum().backward()
+    return y_t.detach().numpy(), x_t.grad.numpy()
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_reference_over_the_whole_range(kind):
+    layer, a = REGISTRY[kind], CASES[kind][0]
+    x = inputs()
+    dy = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    y, cache = layer.forward(a, {}, [x], Context())
+    (dx,), _ = layer.backward(a, {}, cache, dy, Context())
+    y_t, dx_t = oracle(kind, x, dy)
+    assert y.dtype == dx.dtype == np.float32
+    assert_close(y, y_t, FLOAT32_RTOL, f"{kind} forward")
+    assert_close(dx, dx_t, FLOAT32_RTOL, f"{kind} backward")
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_generated_c_over_the_whole_range(kind):
+    a = {spec.name: spec.default for spec in REGISTRY[kind].args} | CASES[kind][0]
+    x = inputs()
+    shape = (x.shape[1],)
+    source = render_layer(kind, kind, 1, a, [shape], shape, 1, "c")
+    lib = cbuild.load(render_module([source], "c"))
+    dy = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    buffers = {name: np.full(buf.size, np.nan, np.float32) for name, buf in source.buffers.items()}
+    buffers["x0"][:] = x.reshape(-1)
+    buffers["dy"][:] = dy.reshape(-1)
+    for kernel in source.forward + source.backward:
+        cbuild.call(lib, kernel, buffers)
+    y_t, dx_t = oracle(kind, x, dy)
+    assert_close(buffers["y"], y_t.reshape(-1), FLOAT32_RTOL, f"{kind} forward")
+    assert_close(buffers["dx0"], dx_t.reshape(-1), FLOAT32_RTOL, f"{kind} backward")
