@@ -180,6 +180,8 @@ def _gather(g, name, layer, inputs, pos) -> list[tuple[str, bool]]:
         flat = [(src, marked) for group, marked in inputs for src in group]
         return flat if len(flat) == 1 else [(_concat(g, name, flat, pos), False)]
     if len(inputs) != layer.n_inputs:
-        raise NetDslError(f"{layer.kind} takes {layer.n_inputs} inputs, got {len(inputs)}", pos)
+        names = ", ".join("abcdefgh"[:layer.n_inputs])
+        raise NetDslError(f"{layer.kind} takes {layer.n_inputs} inputs, got {len(inputs)}", pos,
+                          f"name each: `y = {layer.kind}({names})`, or in a chain `a -> {layer.kind}({names[3:]})`")
     return [(group[0], marked) if len(group) == 1 else (_concat(g, name, [(s, marked) for s in group], pos), False)
             for group, marked in inputs]

@@ -17,6 +17,13 @@ CASES = [
      "relu6 clip(0, 6)"),
     ("clip without max", "c1 = conv(image, 4, size=3) -> clip(0)\n", 3, 32, "missing required argument `max`",
      "clip(min, max)"),
+    ("mul of different maps", "a = conv(image, 4, size=3)\nb = conv(image, 4, size=5)\nc = mul(a, b)\n", 5, 5,
+     "cannot multiply tensors of shapes 4x30x30 and 4x28x28", "make one of them C x 1 x 1"),
+    ("mul scale of other channels", "a = conv(image, 4, size=3)\ns = global_avgpool(image)\nc = mul(a, s)\n", 5, 5,
+     "cannot multiply tensors of shapes 4x30x30 and 3x1x1", "one value per channel"),
+    ("mul of one input", "a = conv(image, 4, size=3) -> mul\n", 3, 31, "takes 2 inputs", "mul"),
+    ("add scale of other channels", "a = conv(image, 4, size=3)\ns = global_avgpool(image)\nc = add(a, s)\n", 5, 5,
+     "cannot add tensors of different shapes", "project"),
 ]
 
 

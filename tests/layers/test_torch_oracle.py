@@ -73,6 +73,7 @@ ORACLE = {
     "leaky_relu": lambda a, p, xs, ctx: F.leaky_relu(xs[0], a["slope"]),
     "lrn": lambda a, p, xs, ctx: lrn(a, xs[0]),
     "maxpool": lambda a, p, xs, ctx: F.max_pool2d(xs[0], a["size"], pool_stride(a), a["pad"], ceil_mode=a["ceil"]),
+    "mul": lambda a, p, xs, ctx: xs[0] * xs[1],
     "prelu": lambda a, p, xs, ctx: F.prelu(xs[0], p["weight"]),
     "relu": lambda a, p, xs, ctx: torch.relu(xs[0]),
     "relu6": lambda a, p, xs, ctx: F.relu6(xs[0]),
