@@ -101,7 +101,8 @@ def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Ar
         value = coerce(f"`{spec.name}` of {kind}", spec.type, source.value, params)
         complaint = spec.check(value) if spec.check and value is not None else None
         if complaint:
-            raise NetDslError(f"`{spec.name}` of {kind} {complaint}", source.value.pos)
+            raise NetDslError(f"`{spec.name}` of {kind} {complaint}", source.value.pos,
+                              f"{kind}({spec.name}=...): {spec.doc}" if spec.doc else None)
         values[spec.name] = value
     for key, setting in defaults.items():
         if key not in names:

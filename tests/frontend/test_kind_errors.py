@@ -24,6 +24,12 @@ CASES = [
     ("mul of one input", "a = conv(image, 4, size=3) -> mul\n", 3, 31, "takes 2 inputs", "mul"),
     ("add scale of other channels", "a = conv(image, 4, size=3)\ns = global_avgpool(image)\nc = add(a, s)\n", 5, 5,
      "cannot add tensors of different shapes", "project"),
+    ("adaptive pool to nothing", "c1 = conv(image, 4, size=3) -> adaptive_avgpool(0)\n", 3, 49,
+     "`out` of adaptive_avgpool must be greater than 0", "output height and width"),
+    ("adaptive pool to a bad pair", "c1 = conv(image, 4, size=3) -> adaptive_maxpool(out=[6, -1])\n", 3, 53,
+     "`out` of adaptive_maxpool must be greater than 0", "output height and width"),
+    ("adaptive pool of a vector", "f = fc(image, 8) -> adaptive_maxpool(2)\n", 3, 21,
+     "adaptive_maxpool needs a C x H x W input", "cannot follow a fully connected layer"),
 ]
 
 

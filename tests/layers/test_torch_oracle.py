@@ -50,6 +50,8 @@ def lrn(a, x):
 
 # kind -> f(args, params, inputs, ctx) with torch tensors in and out.
 ORACLE = {
+    "adaptive_avgpool": lambda a, p, xs, ctx: F.adaptive_avg_pool2d(xs[0], torch_arg(a["out"])),
+    "adaptive_maxpool": lambda a, p, xs, ctx: F.adaptive_max_pool2d(xs[0], torch_arg(a["out"])),
     "add": lambda a, p, xs, ctx: sum(xs[1:], xs[0]),
     "avgpool": lambda a, p, xs, ctx: F.avg_pool2d(xs[0], a["size"], pool_stride(a), a["pad"], ceil_mode=a["ceil"],
                                                   count_include_pad=False),
