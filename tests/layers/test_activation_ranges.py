@@ -3,7 +3,8 @@ inputs (which stay within [-2, 2]): relu6 and clip saturate at 6 or their
 ends, hard_sigmoid and hard_swish bend at -3 and 3, silu and gelu have
 minima and tails. Here every one sees [-10, 10] with its kinks hit exactly,
 forward and backward against PyTorch, on the numpy reference and on the
-generated C (same tolerance as the oracle suite)."""
+generated C (same tolerance as the oracle suite). And softmax on values near
+±1e4, which overflow e^x unless the largest is subtracted first."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,3 +71,30 @@ def test_generated_c_over_the_whole_range(kind):
     y_t, dx_t = oracle(kind, x, dy)
     assert_close(buffers["y"], y_t.reshape(-1), FLOAT32_RTOL, f"{kind} forward")
     assert_close(buffers["dx0"], dx_t.reshape(-1), FLOAT32_RTOL, f"{kind} backward")
+
+
+@pytest.mark.parametrize("shape", [(6,), (4, 2, 3)], ids=["vector", "map"])
+def test_softmax_of_large_values_on_the_reference_and_in_c(shape):
+    """Values near ±1e4, where e^x overflows float32 unless the largest is subtracted first."""
+    rng = np.random.default_rng(9)
+    x = (1e4 * rng.standard_normal((2, *shape))).astype(np.float32)
+    x[0, 0] = x[0, 1] = 1e4  # a tie at the top: two equal probabilities
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    x_t = torch.tensor(x, requires_grad=True)
+    y_t = torch.softmax(x_t, dim=1)
+    (y_t * torch.from_numpy(dy)).sum().backward()
+    layer = REGISTRY["softmax"]
+    with np.errstate(over="raise", invalid="raise"):
+        y, cache = layer.forward({}, {}, [x], Context())
+        (dx,), _ = layer.backward({}, {}, cache, dy, Context())
+    assert_close(y, y_t.detach().numpy(), FLOAT32_RTOL, "softmax forward")
+    assert_close(dx, x_t.grad.numpy(), FLOAT32_RTOL, "softmax backward")
+    source = render_layer("softmax", "s", 1, {}, [shape], shape, 2, "c")
+    lib = cbuild.load(render_module([source], "c"))
+    buffers = {name: np.full(buf.size, np.nan, np.float32) for name, buf in source.buffers.items()}
+    buffers["x0"][:] = x.reshape(-1)
+    buffers["dy"][:] = dy.reshape(-1)
+    for kernel in source.forward + source.backward:
+        cbuild.call(lib, kernel, buffers)
+    assert_close(buffers["y"], y_t.detach().numpy().reshape(-1), FLOAT32_RTOL, "C forward")
+    assert_close(buffers["dx0"], x_t.grad.numpy().reshape(-1), FLOAT32_RTOL, "C backward")
