@@ -98,3 +98,14 @@ def test_softmax_of_large_values_on_the_reference_and_in_c(shape):
         cbuild.call(lib, kernel, buffers)
     assert_close(buffers["y"], y_t.detach().numpy().reshape(-1), FLOAT32_RTOL, "C forward")
     assert_close(buffers["dx0"], x_t.grad.numpy().reshape(-1), FLOAT32_RTOL, "C backward")
+
+
+def test_backward_keeps_the_output_or_the_input_as_the_derivative_needs():
+    def kept(kind, args=None):
+        return render_layer(kind, "n", 1, args or {}, [(5,)], (5,), 2, "c").kept_for_backward
+
+    for kind in ("relu6", "hard_sigmoid"):
+        assert kept(kind) == ("y",), kind
+    assert kept("clip", {"min": -1.0, "max": 1.0}) == ("y",)
+    for kind in ("hard_swish", "silu", "gelu"):
+        assert kept(kind) == ("x0",), kind

@@ -61,3 +61,26 @@ def test_reference_matches_the_block_written_in_pytorch():
         expected = p[name].grad.numpy()
         err = np.linalg.norm(grad - expected) / np.linalg.norm(expected)
         assert err < 1e-4, (name, err)
+
+
+def test_onnx_export_and_torch_twin_give_the_reference_logits():
+    """Every new kind in one graph: onnxruntime on the export and the PyTorch twin."""
+    torch = pytest.importorskip("torch", reason="PyTorch runs the twin")
+    ort = pytest.importorskip("onnxruntime", reason="the `onnx` extra is not installed")
+    from netdsl.inspect.onnx_export import onnx_model
+    from netdsl.inspect.torch_twin import TorchTwin
+
+    text = SE.replace("-> clip(-1.5, 2)", "-> clip(-1.5, 2) -> adaptive_maxpool(4) -> adaptive_avgpool([3, 2])
+                                                    "-> softmax")
+    g = compile_graph(text=text, file="se.net", training=True)
+    _, ref = pair(g, batch=2)
+    images = np.random.default_rng(4).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    expected = ref.forward(images)
+    session = ort.InferenceSession(onnx_model(g, dict(ref.params)).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    logits, probabilities = session.run(["logits", "probabilities"], {"image": images})
+    twin = TorchTwin(g, dict(ref.params)).forward(torch.from_numpy(images)).detach().numpy()
+    for name, got in (("onnx", logits), ("torch twin", twin)):
+        err = np.linalg.norm(got - expected) / np.linalg.norm(expected)
+        assert err < 1e-4, (name, err)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
