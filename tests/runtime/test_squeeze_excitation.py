@@ -70,8 +70,8 @@ def test_onnx_export_and_torch_twin_give_the_reference_logits():
     from netdsl.inspect.onnx_export import onnx_model
     from netdsl.inspect.torch_twin import TorchTwin
 
-    text = SE.replace("-> clip(-1.5, 2)", "-> clip(-1.5, 2) -> adaptive_maxpool(4) -> adaptive_avgpool([3, 2])
-                                                    "-> softmax")
+    text = SE.replace("-> clip(-1.5, 2)", "-> clip(-1.5, 2) -> adaptive_maxpool(4) -> adaptive_avgpool([3, 2]) "
+                                          "-> softmax")
     g = compile_graph(text=text, file="se.net", training=True)
     _, ref = pair(g, batch=2)
     images = np.random.default_rng(4).standard_normal((2, 3, 7, 6)).astype(np.float32)
