@@ -69,6 +69,14 @@ def cmd_neighbours(args) -> int:
     return 0
 
 
+def cmd_show_augment(args) -> int:
+    from ..cli import parse_sets
+    from .augment_grid import show_augment
+    written = show_augment(args.file, parse_sets(args.set), args.data, args.images, args.draws, args.seed, args.output)
+    print(f"wrote {written}")
+    return 0
+
+
 def cmd_compress(args) -> int:
     from .compress import check_settings, compress, compress_text
     check_settings(args.prune, args.quantize)
@@ -92,6 +100,15 @@ def register(sub) -> None:
     c.add_argument("--class", dest="klass", type=int, metavar="K", help="class index (default: the predicted one)")
     c.add_argument("-o", "--output", metavar="PNG", help="picture to write (default: beside the checkpoint)")
     c.set_defaults(fn=cmd_show_saliency)
+    c = kinds.add_parser("augment", help="a grid of training images as the train block's augmentation draws them")
+    c.add_argument("file", help="a .net file")
+    c.add_argument("--data", metavar="DIR", help="ImageNet-layout folder (default: the built-in shapes)")
+    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a param or train setting")
+    c.add_argument("--images", type=argtypes.positive, default=6, help="rows: training images (default 6)")
+    c.add_argument("--draws", type=argtypes.positive, default=5, help="columns: augmentation draws (default 5)")
+    c.add_argument("--seed", type=argtypes.non_negative, default=0)
+    c.add_argument("-o", "--output", metavar="PNG", default="augment.png", help="picture (default augment.png)")
+    c.set_defaults(fn=cmd_show_augment)
 
     c = sub.add_parser("compare", help="several runs' curves on shared axes and a table")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories (config.json and metrics.jsonl)")

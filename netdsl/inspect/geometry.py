@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from ..data.resample import resample
+
 FILLS = ("reflect", "black")
 SNAP = 1e-6
 
@@ -46,35 +48,6 @@ def sample_points(kind: str, value: float, side: int) -> tuple[np.ndarray, np.nd
         raise ValueError(f"unknown sweep {kind!r}")
     snap = lambda p: np.where(np.abs(p - np.rint(p)) < SNAP, np.rint(p), p)
     return snap(rows), snap(cols)
-
-
-def mirror(p: np.ndarray, side: int) -> np.ndarray:
-    """Coordinates reflected into [0, side-1] about the border pixels' centres."""
-    if side == 1:
-        return np.zeros_like(p)
-    period = 2 * (side - 1)
-    p = np.mod(p, period)
-    return np.where(p > side - 1, period - p, p)
-
-
-def resample(images: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: str = "reflect") -> np.ndarray:
-    """images (... x H x W) read bilinearly at (rows, cols); float32 out."""
-    side = images.shape[-1]
-    if fill == "reflect":
-        rows, cols = mirror(rows, side), mirror(cols, side)
-    r0, c0 = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
-    fr, fc = (rows - r0).astype(np.float32), (cols - c0).astype(np.float32)
-    out = np.zeros(images.shape[:-2] + rows.shape, np.float32)
-    for dr, wr in ((0, 1 - fr), (1, fr)):
-        for dc, wc in ((0, 1 - fc), (1, fc)):
-            r, c = r0 + dr, c0 + dc
-            weight = wr * wc
-            inside = (r >= 0) & (r < side) & (c >= 0) & (c < side)
-            if not inside.all():  # reflect never lands outside, except a zero-weight neighbour at the edge
-                weight = np.where(inside, weight, np.float32(0))
-            picked = images[..., np.clip(r, 0, side - 1), np.clip(c, 0, side - 1)]
-            out += picked * weight
-    return out
 
 
 def geometric(kind: str, value: float, fill: str = "reflect"):

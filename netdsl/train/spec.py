@@ -87,6 +87,9 @@ AUGMENTATIONS = {
     "random_crop": (("size", "int", REQUIRED, at_least_one), ("from", "int", 256, at_least_one)),
     "hflip": (),
     "pca_lighting": (("std", "float", 0.1, non_negative),),
+    # Simard et al. 2003 (data/elastic.py): displacements of `alpha` pixels smoothed over `sigma` pixels
+    "elastic": (("alpha", "float", 34.0, non_negative),
+                ("sigma", "float", 4.0, lambda v: None if v > 0 else "must be greater than 0")),
     # Caffe's transform_param `scale`: multiplies the mean-subtracted 0..255 pixels
     "scale": (("factor", "float", REQUIRED, nonzero_finite),),
 }

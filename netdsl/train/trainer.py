@@ -141,8 +141,8 @@ class Trainer:
     def _device_augments(self) -> bool:
         """A backend that finishes training's augmentation on its device (cuda) is sent uint8
         crops; the others get the host's float batches, as before."""
-        if not getattr(self.ex, "takes_crops", False):
-            return False
+        if not getattr(self.ex, "takes_crops", False) or self.train_aug.elastic:
+            return False  # elastic distortion runs on the host only (data/elastic.py)
         if self.ex.feed is None:
             aug = self.train_aug
             self.ex.feed_crops(self.data.mean if aug.mean_subtract else None, self.scale, self.prepared_size,
