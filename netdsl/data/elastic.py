@@ -18,7 +18,7 @@ Its draws come after the windows' and the lighting's from the same batch
 generator (one 63-bit key per image of the whole batch, then a generator per
 image), so a batch is a function of (seed, epoch, batch) as before, a
 data-parallel shard gets its images' fields, and a spec without elastic draws
-exactly what it drew before. Cost: two separable convolutions and one
+exactly what it drew before. Cost: two small matrix products and one
 bilinear pass per image, on the host (the cuda backend then takes float
 batches from the host instead of augmenting on the device).
 """
@@ -38,19 +38,26 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-def smooth(fields: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur over the last two axes, the border mirrored (d c b a | a b c d)."""
+def smoothing_matrix(size: int, sigma: float) -> np.ndarray:
+    """size x size: row i holds the kernel's weights on the samples it reads, the border mirrored
+    (d c b a | a b c d, repeated when the kernel is wider than the image)."""
     k = gaussian_kernel(sigma)
     radius = len(k) // 2
-    out = fields.astype(np.float64)
-    for axis in (-2, -1):
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="symmetric")
-        size = out.shape[axis]
-        window = lambda i: padded[..., i:i + size, :] if axis == -2 else padded[..., i:i + size]
-        out = sum(w * window(i) for i, w in enumerate(k))
-    return out
+    reads = np.arange(size)[:, None] + np.arange(len(k))[None, :] - radius
+    folded = np.mod(reads, 2 * size)
+    folded = np.where(folded >= size, 2 * size - 1 - folded, folded)
+    matrix = np.zeros((size, size))
+    np.add.at(matrix, (np.broadcast_to(np.arange(size)[:, None], folded.shape), folded),
+              np.broadcast_to(k, folded.shape))
+    return matrix
+
+
+def smooth(fields: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur over the last two axes (... x H x W), as two matrix products: the cost does
+    not grow with sigma."""
+    rows = smoothing_matrix(fields.shape[-2], sigma)
+    cols = smoothing_matrix(fields.shape[-1], sigma)
+    return rows @ np.asarray(fields, np.float64) @ cols.T
 
 
 def displacement(rng: np.random.Generator, side: int, alpha: float, sigma: float) -> np.ndarray:

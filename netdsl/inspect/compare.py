@@ -135,8 +135,9 @@ def flow_table(runs: list[Run]) -> str:
              f"{'parameter':<{width}}  " + "  ".join(f"{h:>12}" for h in heads)]
     for name in names:
         cells = [h.get("update_ratio", {}).get(name) for h in last]
+        widths = [max(12, len(h)) for h in heads]
         lines.append(f"{name:<{width}}  " + "  ".join(
-            f"{c:>{max(12, len(h))}.3g}" if c is not None else f"{'-':>{max(12, len(h))}}" for c, h in zip(cells, heads)))
+            f"{c:>{w}.3g}" if c is not None else f"{'-':>{w}}" for c, w in zip(cells, widths)))
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ def fractions(text: str) -> list[float]:
 
 
 def setting_name(fraction: float, int8: bool) -> str:
-    return f"prune{round(fraction * 100):g}" + ("-int8" if int8 else "")
+    return f"prune{fraction * 100:.4g}" + ("-int8" if int8 else "")
 
 
 def _write_checkpoint(source: Path, target: Path, params: dict[str, np.ndarray]) -> None:

@@ -88,8 +88,10 @@ AUGMENTATIONS = {
     "hflip": (),
     "pca_lighting": (("std", "float", 0.1, non_negative),),
     # Simard et al. 2003 (data/elastic.py): displacements of `alpha` pixels smoothed over `sigma` pixels
-    "elastic": (("alpha", "float", 34.0, non_negative),
-                ("sigma", "float", 4.0, lambda v: None if v > 0 else "must be greater than 0")),
+    # (bounded: past an image's size more only means a uniform shift, or pixels far outside)
+    "elastic": (("alpha", "float", 34.0, lambda v: None if 0 <= v <= 1000 else "must be 0 to 1000 pixels"),
+                ("sigma", "float", 4.0,
+                 lambda v: None if 0 < v <= 1000 else "must be above 0 and at most 1000 pixels")),
     # Caffe's transform_param `scale`: multiplies the mean-subtracted 0..255 pixels
     "scale": (("factor", "float", REQUIRED, nonzero_finite),),
 }
