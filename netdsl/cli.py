@@ -182,6 +182,9 @@ def _train(args, world) -> int:
 
 
 def cmd_test(args) -> int:
+    if args.sweep:
+        from .inspect.sweep import sweep_command
+        return sweep_command(args)
     if len(args.checkpoint) > 1 or args.transform:
         from .inspect.ensemble import ensemble_errors, test_table
         print(test_table(ensemble_errors(args.checkpoint, args.data, args.ten_crop, args.transform, args.backend,
@@ -281,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ten-crop", action=argparse.BooleanOptionalAction,
                    help="average the softmax over the paper's ten patches (default: the file's `test` setting)")
     c.add_argument("--batch", type=argtypes.batch)
+    c.add_argument("--sweep", metavar="KIND=START:STOP:STEP",
+                   help="errors and p(true class) against rotate (degrees), scale or translate (pixels): "
+                        "a table, a CSV and a PNG (see docs/questions.md)")
+    c.add_argument("--fill", choices=["reflect", "black"], default="reflect",
+                   help="with --sweep: what fills the crop where the moved image leaves it (default reflect)")
+    c.add_argument("-o", "--output", metavar="DIR", help="with --sweep: folder for the CSV and PNG "
+                   "(default: the checkpoint's)")
     c.set_defaults(fn=cmd_test)
 
     c = sub.add_parser("predict", help="top-5 classes of images")

@@ -62,6 +62,7 @@ class AugmentSpec:
     pca_std: float = 0.0
     mean_subtract: bool = True
     crop_mode: str = "random"
+    elastic: tuple[float, float] | None = None  # (alpha, sigma) in pixels: elastic.py
 
     def __post_init__(self):
         if self.crop_mode not in CROP_MODES:
@@ -70,7 +71,7 @@ class AugmentSpec:
             raise ValueError(f"crop size must be positive, got {self.crop}")
         if self.pca_std < 0:
             raise ValueError(f"pca_std must be non-negative, got {self.pca_std}")
-        if self.crop_mode != "random" and (self.flip or self.pca_std):
+        if self.crop_mode != "random" and (self.flip or self.pca_std or self.elastic):
             raise ValueError(f"crop mode {self.crop_mode!r} is for evaluation: it takes no flip or PCA lighting")
 
     @classmethod
@@ -189,6 +190,9 @@ def augment_batch(
     batch = extract(images, Windows(w.top[part], w.left[part], w.flipped[part]), crop, mean)
     if spec.pca_std:
         add_lighting(batch, lighting_shifts(rng, count, spec.pca_std, eigval, eigvec)[part])
+    if spec.elastic:  # its draws come last: without it, every other draw is as it was
+        from .elastic import elastic_batch
+        batch = elastic_batch(batch, rng, count, part, *spec.elastic)
     return batch
 
 

@@ -68,6 +68,22 @@ def cmd_neighbours(args) -> int:
     return 0
 
 
+def cmd_show_augment(args) -> int:
+    from ..cli import parse_sets
+    from .augment_grid import show_augment
+    written = show_augment(args.file, parse_sets(args.set), args.data, args.images, args.draws, args.seed, args.output)
+    print(f"wrote {written}")
+    return 0
+
+
+def cmd_compress(args) -> int:
+    from .compress import check_settings, compress, compress_text
+    check_settings(args.prune, args.quantize)
+    print(compress_text(compress(args.checkpoint, args.data, args.prune, args.quantize == "int8", args.scope,
+                                 args.output, args.backend, args.batch, args.devices)))
+    return 0
+
+
 def register(sub) -> None:
     from .. import argtypes
     show = sub.add_parser("show", help="pictures of what a trained network learned")
@@ -83,6 +99,15 @@ def register(sub) -> None:
     c.add_argument("--class", dest="klass", type=int, metavar="K", help="class index (default: the predicted one)")
     c.add_argument("-o", "--output", metavar="PNG", help="picture to write (default: beside the checkpoint)")
     c.set_defaults(fn=cmd_show_saliency)
+    c = kinds.add_parser("augment", help="a grid of training images as the train block's augmentation draws them")
+    c.add_argument("file", help="a .net file")
+    c.add_argument("--data", metavar="DIR", help="ImageNet-layout folder (default: the built-in shapes)")
+    c.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a param or train setting")
+    c.add_argument("--images", type=argtypes.positive, default=6, help="rows: training images (default 6)")
+    c.add_argument("--draws", type=argtypes.positive, default=5, help="columns: augmentation draws (default 5)")
+    c.add_argument("--seed", type=argtypes.non_negative, default=0)
+    c.add_argument("-o", "--output", metavar="PNG", default="augment.png", help="picture (default augment.png)")
+    c.set_defaults(fn=cmd_show_augment)
 
     c = sub.add_parser("compare", help="several runs' curves on shared axes and a table")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories (config.json and metrics.jsonl)")
@@ -131,3 +156,16 @@ def register(sub) -> None:
     c.add_argument("-k", type=argtypes.positive, default=6, help="neighbours per query (default 6)")
     c.add_argument("-o", "--output", metavar="DIR", help="folder for the pictures (default: beside the checkpoint)")
     c.set_defaults(fn=cmd_neighbours)
+
+    from .compress import fractions
+    c = sub.add_parser("compress", help="prune and quantise a checkpoint: bytes and validation errors per setting")
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint or a run directory")
+    c.add_argument("--data", required=True, metavar="DIR", help="the ImageNet-layout folder whose val/ is tested")
+    c.add_argument("--prune", type=fractions, metavar="F1,F2", help="fractions of the weights removed, smallest first")
+    c.add_argument("--scope", choices=["layer", "global"], default="layer",
+                   help="prune each weight tensor by its own threshold (default) or all by one")
+    c.add_argument("--quantize", choices=["int8"], help="also each setting with per-output-channel int8 weights")
+    c.add_argument("-o", "--output", metavar="DIR", help="folder for the checkpoints (default RUN/compressed)")
+    c.add_argument("--batch", type=argtypes.batch)
+    with_backend(c)
+    c.set_defaults(fn=cmd_compress)

@@ -125,10 +125,43 @@ def compare_figure(runs: list[Run], target: float | None = None):
     return fig
 
 
+def flow_table(runs: list[Run]) -> str:
+    """The last epoch's update/weight ratio of every parameter tensor, one column per run."""
+    last = [next((h for h in reversed(r.history) if h.get("update_ratio")), {}) for r in runs]
+    names = list(dict.fromkeys(k for h in last for k in h.get("update_ratio", {})))
+    width = max(len("parameter"), *(len(n) for n in names))
+    heads = [f"{r.label} (epoch {h.get('epoch', '-')})" for r, h in zip(runs, last)]
+    lines = ["||update|| / ||weight||, mean over the last epoch's steps:",
+             f"{'parameter':<{width}}  " + "  ".join(f"{h:>12}" for h in heads)]
+    for name in names:
+        cells = [h.get("update_ratio", {}).get(name) for h in last]
+        widths = [max(12, len(h)) for h in heads]
+        lines.append(f"{name:<{width}}  " + "  ".join(
+            f"{c:>{w}.3g}" if c is not None else f"{'-':>{w}}" for c, w in zip(cells, widths)))
+    return "\n".join(lines)
+
+
+def flow_compare_figure(runs: list[Run]):
+    """Each run's gradient flow (gradients.png's two panels) in its own column, shared log axes."""
+    from ..train.gradient_flow import draw_flow
+    plt = pyplot()
+    fig, axes = plt.subplots(2, len(runs), figsize=(6.5 * len(runs), 8), sharey="row", squeeze=False)
+    for column, r in zip(axes.T, runs):
+        draw_flow(column, r.history, title=f"{r.label}: ")
+    fig.tight_layout()
+    return fig
+
+
 def compare(paths: list[str], output: str | Path, target: float) -> tuple[str, str]:
-    """(the table, the picture written)."""
+    """(the table, the pictures written: the curves, and the gradient flow where the runs logged it)."""
+    from ..train.gradient_flow import has_flow
     from .pictures import save
     if not 0 < target < 1:
         raise NetDslError(f"--target {target} is not an error rate", hint="write a fraction, e.g. --target 0.25")
     runs = label_runs([read_run(p) for p in paths])
-    return table(runs, target), save(compare_figure(runs, target), output)
+    text, written = table(runs, target), save(compare_figure(runs, target), output)
+    if any(has_flow(r.history) for r in runs):
+        flow = Path(output).with_name(Path(output).stem + "-gradients.png")
+        text += "\n\n" + flow_table(runs)
+        written += f" and {save(flow_compare_figure(runs), flow)}"
+    return text, written

@@ -17,10 +17,11 @@ TRANSFORMS = {
 }
 
 
-def transformed(batches, name: str, mean_crop: np.ndarray | None):
-    """(T(images), labels) per batch. The loader subtracted `mean_crop` (C x H x W) already;
+def transformed(batches, name, mean_crop: np.ndarray | None):
+    """(T(images), labels) per batch; `name` is one of TRANSFORMS or a linear function of the
+    pixels (geometry.py's). The loader subtracted `mean_crop` (C x H x W) already;
     T(x - m) + T(m) - m is T(x) - m, the transformed image with the usual mean taken off."""
-    transform = TRANSFORMS[name]
+    transform = TRANSFORMS[name] if isinstance(name, str) else name
     shift = None if mean_crop is None else (transform(mean_crop) - mean_crop).astype(np.float32)
     for images, labels in batches:
         out = np.ascontiguousarray(transform(images))

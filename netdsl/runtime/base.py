@@ -26,7 +26,7 @@ import numpy as np
 from .. import rng
 from ..layers import REGISTRY
 from ..graph_ops import forward_nodes, image_input, label_input, loss_node, loss_weights, ordered_inputs
-from .optimizer import clip_scale, global_norm, sgd_update
+from .optimizer import clip_scale, global_norm, sgd_update, step_norms
 
 
 class NonFiniteError(RuntimeError):
@@ -61,6 +61,9 @@ class Executor:
         self.clip = getattr(self.train_spec, "clip", 0.0)  # global gradient-norm limit, 0: off
         self.grad_norm = None  # the last step's global gradient norm (measured when clipping)
         self.steps = 0  # completed updates; the dropout counter
+        # Per-parameter (||gradient||, ||update||, ||weight||) of the last step, when asked for
+        # (train/gradient_flow.py); backends that update on a device leave it None.
+        self.measure_norms, self.last_norms = False, None
         self.image_offset = 0  # first image of this batch in the global one (a data-parallel rank's shard)
         self.order = forward_nodes(graph)
         self.loss = loss_node(graph)  # the main loss: its scores give the metrics and the prediction
@@ -108,12 +111,16 @@ class Executor:
     def step(self, images, labels) -> dict:
         loss, grads, metrics = self._gradients(self._images(images), self._labels(labels), True, with_metrics=True)
         scale = self._clip_scale(grads.values())
+        applied = {}
         for name, grad in grads.items():
             lr_mult, decay_mult = self.multipliers[name]
             if scale != 1.0:
                 grad = grad * self.dtype.type(scale)
+            applied[name] = grad
             sgd_update(self.params[name], self.velocity[name], grad, self.lr * lr_mult, self.momentum,
                        self.weight_decay * decay_mult)
+        if self.measure_norms:
+            self.last_norms = step_norms(applied, self.params, self.velocity)
         self.steps += 1
         self._params_changed()
         return {"loss": float(loss), **metrics}

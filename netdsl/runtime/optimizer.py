@@ -30,6 +30,16 @@ def global_norm(grads) -> float:
     return float(np.sqrt(total))
 
 
+def step_norms(grads: dict, params: dict, velocity: dict) -> dict[str, tuple[float, float, float]]:
+    """{param: (||gradient||, ||update||, ||weight||)} after a step: the update is the momentum
+    buffer, since w <- w + v (train/gradient_flow.py logs them per epoch)."""
+    def norm(array) -> float:
+        flat = np.asarray(array).reshape(-1)
+        with np.errstate(over="ignore"):  # a diverging step's norm is inf; the watchdog reports the step
+            return float(np.sqrt(float(np.dot(flat, flat))))
+    return {name: (norm(grads[name]), norm(velocity[name]), norm(params[name])) for name in params if name in grads}
+
+
 def clip_scale(norm: float, clip: float) -> float:
     """The factor that brings a gradient of global norm `norm` down to `clip` (1 when
     it is within it, or when clip is 0: off). Scaling the gradient, not the rate,

@@ -41,6 +41,7 @@ from .. import rng
 from ..layers import REGISTRY
 from ..step import Call, Copy, Plan, TensorRef
 from . import base
+from .optimizer import step_norms
 
 
 class PlannedExecutor(base.Executor):
@@ -274,6 +275,9 @@ class PlannedExecutor(base.Executor):
         self._run(self.launches["update"], True)
         self.steps += 1
         self._updated()
+        if self.measure_norms:  # the gradient buffers still hold what the update read
+            grads = {name: self.read(ref) for name, ref in self.plan.param_grads.items()}
+            self.last_norms = step_norms(grads, self.params, self.velocity)
         return {"loss": float(loss), **metrics}
 
     def _clip_gradients(self) -> None:

@@ -47,8 +47,10 @@ def data_plan(net, ten_crop: bool | None = None) -> tuple[int, AugmentSpec, Augm
     if prepared < side:
         raise NetDslError(f"random_crop(from={prepared}) is smaller than the {side}x{side} input")
     lighting = spec.augmentation("pca_lighting")
+    elastic = spec.augmentation("elastic")
     train = AugmentSpec(crop=side, flip=spec.augmentation("hflip") is not None,
-                        pca_std=lighting.kwargs["std"] if lighting else 0.0, crop_mode="random")
+                        pca_std=lighting.kwargs["std"] if lighting else 0.0, crop_mode="random",
+                        elastic=(elastic.kwargs["alpha"], elastic.kwargs["sigma"]) if elastic else None)
     ten = spec.test.name == "ten_crop" if ten_crop is None else ten_crop
     test = AugmentSpec(crop=side, crop_mode="ten" if ten else "center")
     return prepared, train, test

@@ -87,6 +87,11 @@ AUGMENTATIONS = {
     "random_crop": (("size", "int", REQUIRED, at_least_one), ("from", "int", 256, at_least_one)),
     "hflip": (),
     "pca_lighting": (("std", "float", 0.1, non_negative),),
+    # Simard et al. 2003 (data/elastic.py): displacements of `alpha` pixels smoothed over `sigma` pixels
+    # (bounded: past an image's size more only means a uniform shift, or pixels far outside)
+    "elastic": (("alpha", "float", 34.0, lambda v: None if 0 <= v <= 1000 else "must be 0 to 1000 pixels"),
+                ("sigma", "float", 4.0,
+                 lambda v: None if 0 < v <= 1000 else "must be above 0 and at most 1000 pixels")),
     # Caffe's transform_param `scale`: multiplies the mean-subtracted 0..255 pixels
     "scale": (("factor", "float", REQUIRED, nonzero_finite),),
 }

@@ -12,6 +12,7 @@ A run directory holds:
   mean.npy           the training images' mean image (written by launch.start_run)
   metrics.jsonl      one line per finished epoch
   loss.png error.png the curves, redrawn at every checkpoint
+  gradients.png      per-layer gradient and update/weight norms per epoch (gradient_flow.py)
 
 Everything random is a function of (seed, epoch, batch) or of the step
 counter, so resuming from a checkpoint replays exactly what the interrupted
@@ -34,6 +35,7 @@ from ..errors import NetDslError
 from ..runtime.base import NonFiniteError
 from .datasets import class_count, data_plan, input_scale, scaled
 from .evaluate import evaluate
+from .gradient_flow import accumulate, epoch_fields, plot_flow
 from .inference import InferenceView
 from .plots import plot_curves
 from .schedule import make_schedule
@@ -67,6 +69,7 @@ class Trainer:
         self.initial = None  # the starting weights, kept only for a restart before any checkpoint
         self.validator = InferenceView(executor)
         self.timing = {"train": 0.0, "validation": 0.0}  # seconds of this process, for reports
+        executor.measure_norms = True  # per-layer gradient flow; backends updating on a device ignore it
 
     # ---- checkpoints ------------------------------------------------------
     def save(self, name: str = "checkpoint.npz") -> None:
@@ -138,8 +141,8 @@ class Trainer:
     def _device_augments(self) -> bool:
         """A backend that finishes training's augmentation on its device (cuda) is sent uint8
         crops; the others get the host's float batches, as before."""
-        if not getattr(self.ex, "takes_crops", False):
-            return False
+        if not getattr(self.ex, "takes_crops", False) or self.train_aug.elastic:
+            return False  # elastic distortion runs on the host only (data/elastic.py)
         if self.ex.feed is None:
             aug = self.train_aug
             self.ex.feed_crops(self.data.mean if aug.mean_subtract else None, self.scale, self.prepared_size,
@@ -169,6 +172,7 @@ class Trainer:
                     raise NetDslError(f"training stopped: {exc}" + (f" ({history})" if history else ""),
                                       hint=self._non_finite_hint()) from None
                 self.watchdog.observe(m["loss"], self.ex.steps)
+                accumulate(self.sums, getattr(self.ex, "last_norms", None))
                 self.next_batch += 1
                 self.sums["loss"] += m["loss"]
                 self.sums["top1"] += m["top1_error"]
@@ -207,6 +211,7 @@ class Trainer:
             "val_loss": val["loss"], "val_top1_error": val["top1_error"], "val_top5_error": val["top5_error"],
             "images_per_s": self.sums["batches"] * self.opt.batch / max(self.sums["seconds"], 1e-9),
             "seconds": self.sums["seconds"] + time.perf_counter() - val_started,
+            **epoch_fields(self.sums),
         }
         # The next lr first: whatever can fail at the epoch's end fails before the epoch is logged.
         next_lr = self.schedule.after_epoch(self.epoch + 1, val["top1_error"])
@@ -228,6 +233,7 @@ class Trainer:
             self._keep_as_best()
         if self.world.is_root:
             plot_curves(self.history, self.run_dir)
+            plot_flow(self.history, self.run_dir)
 
     def _keep_as_best(self) -> None:
         """best.npz := this epoch's checkpoint.npz, as a second name for the same file. A
