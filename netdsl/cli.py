@@ -174,7 +174,7 @@ def cmd_train(args) -> int:
 
 
 def _train(args, world) -> int:
-    from .train.launch import resume_run, start_run
+    from .train.launch import RunFinished, resume_run, start_run
     progress = False if args.no_progress else None
     if args.resume:
         fixed = argtypes.resume_conflicts(args)
@@ -182,8 +182,12 @@ def _train(args, world) -> int:
             raise NetDslError(f"--resume continues the run as it was started; it does not take {', '.join(fixed)}",
                               hint="the network, its settings, the batch, the seed and the data come from "
                               f"{args.resume}/config.json; --epochs, --save-every, --workers and --backend apply")
-        trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress, args.devices,
-                             args.epochs, args.save_every, args.workers, world=world)
+        try:
+            trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress,
+                                 args.devices, args.epochs, args.save_every, args.workers, world=world)
+        except RunFinished as finished:
+            print(finished)
+            return 0
     else:
         if not args.file:
             raise NetDslError("train needs a .net file (or --resume RUN)")

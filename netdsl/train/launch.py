@@ -80,6 +80,11 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     return Trainer(net, data, executor, run_dir, options, world)
 
 
+class RunFinished(Exception):
+    """--resume of a run that has trained all its epochs: not an error (exit 0), so a script
+    that resumes after a crash can tell "done" from "failed"."""
+
+
 def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices: list[int] | None = None,
                epochs: int | None = None, save_every: int | None = None, workers: int | None = None,
                world: World | None = None) -> Trainer:
@@ -104,9 +109,10 @@ def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices
     if epochs is not None and epochs < done:
         raise NetDslError(f"--epochs {epochs}: {run_path} has already trained {done} epochs",
                           hint=f"give --epochs {done + 1} or more to train further")
-    if epochs is None and state and done >= options.epochs:
-        raise NetDslError(f"{run_path} already finished its {options.epochs} epochs",
-                          hint=f"give --epochs {options.epochs + 1} or more to train further")
+    if state and done >= options.epochs and state.get("next_batch", 0) == 0:
+        raise RunFinished(f"nothing to do: {run_path} already finished its {options.epochs} epochs "
+                          f"(the last, epoch {done}, is in its checkpoint); give --epochs {done + 1} or more "
+                          "to train further")
     _, data = open_data(net, config["data"], progress=progress)
     backend = backend or config["backend"]
     executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,

@@ -123,8 +123,11 @@ def test_leftover_temporary_checkpoint_is_removed_on_the_next_start(finished, tm
 
 def test_resume_extends_a_finished_run_with_epochs(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path / "run")
-    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
-    assert "already finished its 1 epochs" in capsys.readouterr().err
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # done is not failed: a script can tell
+    out = capsys.readouterr().out
+    assert out.startswith("nothing to do: ") and "already finished its 1 epochs (the last, epoch 1," in out
+    assert snapshot(run) == before
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert "now for 2 epochs" in capsys.readouterr().out
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
