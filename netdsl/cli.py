@@ -202,10 +202,25 @@ def _train(args, world) -> int:
 
 
 def cmd_test(args) -> int:
+    if args.file:  # the network comes from the checkpoint's run; a second source of it would be ignored
+        raise NetDslError(f"test takes the network from the checkpoint's run directory, not from {args.file}",
+                          hint="leave the .net file out: `netdsl test --checkpoint CKPT --data DIR`")
+    if args.transform not in (None, "none") and args.ten_crop:
+        raise NetDslError(f"--transform {args.transform} and --ten-crop cannot be combined: a transform acts on "
+                          "the one crop the network sees", hint="drop --ten-crop (or --transform)")
+    if len(args.checkpoint) > 1:
+        from .inspect.ensemble import check_members
+        check_members(args.checkpoint)  # all refused before any is evaluated
     if len(args.checkpoint) > 1 or args.transform:
         from .inspect.ensemble import ensemble_errors, test_table
-        print(test_table(ensemble_errors(args.checkpoint, args.data, args.ten_crop, args.transform, args.backend,
-                                       args.batch, args.devices)))
+        result = ensemble_errors(args.checkpoint, args.data, args.ten_crop, args.transform, args.backend,
+                                 args.batch, args.devices)
+        if len(args.checkpoint) > 1:
+            print(test_table(result))
+        else:  # one checkpoint: the plain test command's line, whatever the transform
+            s = result["members"][0][1]
+            print(f"{s['images']} validation images ({result['mode']}): loss {s['loss']:.4f}, "
+                  f"top-1 error {s['top1_error']:.2%}, top-5 error {s['top5_error']:.2%}")
         return 0
     args.checkpoint = args.checkpoint[0]
     from .train.launch import test_checkpoint
@@ -219,7 +234,8 @@ def cmd_test(args) -> int:
 def cmd_predict(args) -> int:
     members = [a for a in args.images if a.endswith(".npz")]  # more checkpoints: an ensemble
     if members:
-        from .inspect.ensemble import predict_ensemble, predict_text
+        from .inspect.ensemble import check_members, predict_ensemble, predict_text
+        check_members([args.checkpoint] + members)
         images = [a for a in args.images if not a.endswith(".npz")]
         if not images:
             raise NetDslError("predict needs at least one image after the checkpoints")
@@ -293,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_train)
 
     c = sub.add_parser("test", help="top-1/top-5 error of a checkpoint on DIR/val")
-    c.add_argument("file", nargs="?", help="the .net file (optional: the run directory remembers it)")
+    c.add_argument("file", nargs="?", help="not taken: the run directory holds the network (refused if given)")
     c.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
                    help="repeat for an ensemble: the members' softmax outputs are averaged")
     c.add_argument("--transform", choices=sorted(TRANSFORMS), help="errors with every image transformed so")

@@ -18,7 +18,7 @@ from ..train.launch import decoder_reason
 from ..data.loader import BatchLoader
 from ..errors import NetDslError
 from ..layers.softmax_loss import top_k_error
-from ..train.datasets import data_plan, input_scale, input_size, scaled
+from ..train.datasets import class_count, data_plan, input_scale, input_size, scaled
 from ..train.evaluate import log_probabilities
 from ..train.launch import checkpoint_network, open_data
 from .transforms import transformed
@@ -61,6 +61,26 @@ def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | No
         raise NetDslError(f"{data_dir}/val has no images to test on")
     mode = "ten-crop" if test_aug.crop_mode == "ten" else "centre crop"
     return np.concatenate(logps), np.concatenate(labels), list(data.classes), mode
+
+
+def check_members(checkpoints: list[str]) -> None:
+    """Every member opened and compared before any is evaluated: the members of an ensemble must
+    output the same classes, by name, in the same order, or their probabilities cannot be averaged."""
+    first = None
+    for checkpoint in checkpoints:
+        net, config = checkpoint_network(checkpoint)
+        names = config.get("classes") or [f"class {i}" for i in range(class_count(net))]
+        if first is None:
+            first = (checkpoint, names)
+        elif names != first[1]:
+            other = first[1]
+            if len(names) != len(other):
+                why = f"{len(names)} classes against {len(other)}"
+            else:
+                i = next(i for i, (a, b) in enumerate(zip(names, other)) if a != b)
+                why = f"class {i} is `{names[i]}` against `{other[i]}`"
+            raise NetDslError(f"{checkpoint} and {first[0]} cannot form an ensemble: {why}",
+                              hint="ensemble members must be trained on the same classes")
 
 
 def ensemble_errors(checkpoints: list[str], data_dir: str, ten_crop: bool | None = None, transform: str | None = None,

@@ -272,7 +272,7 @@ def read_config(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not run_dir.is_dir():
         raise NetDslError(f"{run_dir} {'is not a directory' if run_dir.exists() else 'does not exist'}",
-                          hint="--resume and a checkpoint's folder are run directories made by `netdsl train`")
+                          hint="a run directory is a folder `netdsl train` made (its --out)")
     if not path.is_file():
         raise NetDslError(f"{run_dir} is not a run directory (no config.json)")
     try:
