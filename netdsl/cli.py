@@ -263,6 +263,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_make_dataset(args) -> int:
     from .data.synthetic import make_digits, make_shapes
+    check_out_dir(args.dir, run=False)
     try:
         root = make_shapes(args.dir, seed=args.seed) if args.kind == "shapes" else make_digits(args.dir, seed=args.seed)
     except (ValueError, ImportError) as exc:
@@ -365,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         # interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user can fix: a bug, shown in full
+            raise
+        from .userpaths import write_failure
+        print(format_error(write_failure(exc)), file=sys.stderr)
+        return 2
     except MemoryError:
         print("error: not enough memory for this network at this batch size", file=sys.stderr)
         print("hint: lower the batch size (--batch or --set batch=...)", file=sys.stderr)
