@@ -208,6 +208,10 @@ class Trainer:
             "images_per_s": self.sums["batches"] * self.opt.batch / max(self.sums["seconds"], 1e-9),
             "seconds": self.sums["seconds"] + time.perf_counter() - val_started,
         }
+        last = self.epoch + 1 >= self.opt.epochs
+        note = self.watchdog.end_note(record["train_loss"], record["val_loss"]) if last else None
+        if note:
+            record["warning"] = note
         # The next lr first: whatever can fail at the epoch's end fails before the epoch is logged.
         next_lr = self.schedule.after_epoch(self.epoch + 1, val["top1_error"])
         self.history.append(record)
@@ -217,6 +221,8 @@ class Trainer:
         print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
               f"top-1 {record['val_top1_error']:.2%}, top-5 {record['val_top5_error']:.2%}, "
               f"{record['images_per_s']:.1f} images/s", flush=True)
+        if note:
+            print(f"warning: {note}; {self.watchdog.hint(self.schedule.lr)}", flush=True)
         self.ex.lr = next_lr
         self.epoch, self.next_batch = self.epoch + 1, 0
         self.sums = {"loss": 0.0, "top1": 0.0, "batches": 0, "seconds": 0.0}
