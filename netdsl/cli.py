@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from . import passes
@@ -349,8 +350,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def own_words(previous):
+    """A warnings.showwarning printing netdsl's own warnings (skipped images, empty class folders)
+    as `warning: ...` lines, without Python's source path and code line; others as before."""
+    from .data.folder import DataWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = own_words(warnings.showwarning)
+        return _main(args)
+
+
+def _main(args) -> int:
     try:
         code = args.fn(args)
         sys.stdout.flush()  # inside the try: a closed pipe fails here, not in the interpreter's exit

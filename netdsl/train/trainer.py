@@ -150,8 +150,10 @@ class Trainer:
         crops = self._device_augments()
         loader = self._loader("train", self.train_aug, self.epoch, self.next_batch, crops)
         if loader.batches_per_epoch == 0:
-            raise NetDslError(f"the training split has fewer images than one batch of {self.opt.batch}",
-                              hint="use a smaller --batch")
+            images = len(self.data.train_labels)
+            raise NetDslError(f"the training split has {images} image(s), fewer than one batch of {self.opt.batch}",
+                              hint=f"start a new run with --batch {max(images, 1)} or less (a run keeps the batch "
+                              "it was started with, so --resume cannot change it)")
         bar = tqdm(total=loader.batches_per_epoch, initial=self.next_batch, unit="batch", leave=True,
                    desc=f"epoch {self.epoch + 1}/{self.opt.epochs}", disable=self._no_bar(), dynamic_ncols=True)
         with loader, bar:

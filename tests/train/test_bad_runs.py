@@ -180,3 +180,16 @@ def test_expected_shapes_are_the_executors_parameters(tmp_path):
     net = load(write_net(tmp_path))
     ex = net.executor(backend="reference", batch=2)
     assert expected_shapes(net.graph) == {k: v.shape for k, v in ex.params.items()}
+
+
+def test_a_folder_smaller_than_a_batch_gives_a_hint_that_resume_can_follow(tmp_path, capsys):
+    from netdsl.data.synthetic import make_shapes
+    data = make_shapes(tmp_path / "few", classes=10, train_per_class=1, val_per_class=1, size=32, seed=1)
+    run = tmp_path / "run"
+    assert train_run(write_net(tmp_path), data, run) == 2  # 10 images, a batch of 16
+    first = capsys.readouterr().err.split("error: ", 1)[1]
+    assert first.startswith("the training split has 10 image(s), fewer than one batch of 16")
+    assert "hint: start a new run with --batch 10 or less" in first and "--resume cannot change it" in first
+    assert main(["train", "--resume", str(run), "--backend", "reference", "--no-progress"]) == 2
+    again = capsys.readouterr().err.split("error: ", 1)[1]
+    assert again.splitlines()[:2] == first.splitlines()[:2] and "use a smaller --batch" not in again
