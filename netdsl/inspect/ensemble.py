@@ -20,7 +20,7 @@ from ..errors import NetDslError
 from ..layers.softmax_loss import top_k_error
 from ..train.datasets import class_count, data_plan, input_scale, input_size, scaled
 from ..train.evaluate import log_probabilities
-from ..train.launch import checkpoint_network, open_data
+from ..train.launch import by_name, checkpoint_network, open_data, relabelled
 from .transforms import transformed
 
 
@@ -45,7 +45,8 @@ def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | No
     if transform not in (None, "none"):
         ten_crop = False  # a transform acts on the one crop the network sees
     _, _, test_aug = data_plan(net, ten_crop=ten_crop)
-    _, data = open_data(net, data_dir)
+    _, data = open_data(net, data_dir, training=False)
+    remap = by_name(checkpoint, config, data, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)
     side = input_size(net)[1]
@@ -54,13 +55,13 @@ def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | No
     logps, labels = [], []
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
         batches = loader if transform in (None, "none") else transformed(loader, transform, mean_crop)
-        for images, y in scaled(batches, input_scale(net)):
+        for images, y in relabelled(scaled(batches, input_scale(net)), remap):
             logps.append(log_probabilities(ex, images))
             labels.append(np.asarray(y))
     if not logps:
         raise NetDslError(f"{data_dir}/val has no images to test on")
     mode = "ten-crop" if test_aug.crop_mode == "ten" else "centre crop"
-    return np.concatenate(logps), np.concatenate(labels), list(data.classes), mode
+    return np.concatenate(logps), np.concatenate(labels), list(config.get("classes") or data.classes), mode
 
 
 def check_members(checkpoints: list[str]) -> None:

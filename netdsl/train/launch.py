@@ -31,7 +31,9 @@ def network_from_source(source: str, file: str, overrides: dict) -> Network:
     return Network(compile_graph(text=source, file=file, overrides=overrides, training=True))
 
 
-def open_data(net: Network, data_dir: str | None, workers: int | None = None, progress: bool | None = True):
+def open_data(net: Network, data_dir: str | None, workers: int | None = None, progress: bool | None = True,
+              training: bool = True):
+    """The prepared data; for training, its class count checked against the network's."""
     size, _, _ = data_plan(net)
     if data_dir is None:
         data_dir = default_dataset()
@@ -40,11 +42,38 @@ def open_data(net: Network, data_dir: str | None, workers: int | None = None, pr
         data = prepare(data_dir, size=size, workers=workers, progress=progress is not False)
     except ValueError as exc:
         raise NetDslError(str(exc)) from None
-    classes = class_count(net)
-    if len(data.classes) > classes:
-        raise NetDslError(f"the data has {len(data.classes)} classes but the network's label input has {classes}",
-                          hint=f"--set is no help here: change `input label : {classes} classes` in the file")
+    classes, found = class_count(net), len(data.classes)
+    fix = (f"--set classes={found}" if "classes" in net.graph.graph["params"]
+           else f"`input label : {found} classes` and an output layer of {found} in the file")
+    if training and found > classes:
+        raise NetDslError(f"the data has {found} classes but the network's label input has {classes}",
+                          hint=f"give the network {found} classes: {fix}")
+    if training and found < classes:
+        print(f"warning: the data has {found} classes but the network's label input has {classes}: "
+              f"{classes - found} outputs can never be right, and the errors are measured over {classes} "
+              f"classes; {fix} sizes the network to the data", file=sys.stderr, flush=True)
     return Path(data_dir), data
+
+
+def by_name(checkpoint: str, config: dict, data, data_dir: str):
+    """Labels of the test folder -> the checkpoint's class indices, matched by class name (the
+    folders' names): a folder with fewer or reordered classes is tested as what it names; a
+    class the checkpoint was not trained on is refused. None when the names agree as they are."""
+    trained = config.get("classes")
+    if not trained or list(data.classes) == list(trained):
+        return None
+    unknown = [name for name in data.classes if name not in trained]
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        raise NetDslError(f"{data_dir} has {len(unknown)} class(es) that {checkpoint} was not trained on: {shown}",
+                          hint=f"it was trained on {len(trained)} classes: {', '.join(trained[:5])}"
+                               + (", ..." if len(trained) > 5 else ""))
+    return np.array([trained.index(name) for name in data.classes], dtype=np.int64)
+
+
+def relabelled(batches, remap):
+    for images, labels in batches:
+        yield images, (labels if remap is None else remap[np.asarray(labels)])
 
 
 def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None, backend: str,
@@ -151,12 +180,13 @@ def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backe
     check_data_dir(data_dir)
     net, config = checkpoint_network(checkpoint)
     _, _, test_aug = data_plan(net, ten_crop=ten_crop)
-    _, data = open_data(net, data_dir)
+    _, data = open_data(net, data_dir, training=False)
+    remap = by_name(checkpoint, config, data, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)
     ex = inference_executor(ex)  # forward-only plan: no backward buffers, dropout off
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
-        result = evaluate(ex, scaled(loader, input_scale(net)))
+        result = evaluate(ex, relabelled(scaled(loader, input_scale(net)), remap))
     return {**result, "ten_crop": test_aug.crop_mode == "ten"}
 
 

@@ -142,7 +142,7 @@ def test_ensemble_of_same_count_but_other_class_names_is_refused(tmp_path, data,
     (b / "config.json").write_text(json.dumps(config))
     assert main(["test", "--checkpoint", str(a / "best.npz"), "--checkpoint", str(b / "best.npz"),
                  "--data", str(data), "--backend", "reference"]) == 2
-    assert "cannot form an ensemble: class 3 is `zebra` against `c3`" in capsys.readouterr().err
+    assert "cannot form an ensemble: class 3 is `zebra` against `s0003`" in capsys.readouterr().err
 
 
 def test_test_refuses_a_net_file_it_would_not_use(tmp_path, data, capsys):
@@ -165,3 +165,27 @@ def test_transform_with_ten_crop_is_refused_and_one_checkpoint_gets_one_line(tmp
     assert len(out) == 1 and out[0].startswith("20 validation images (centre crop, transform rotate90): loss ")
     result = ensemble_errors([str(run / "best.npz")], str(data), transform="rotate90", backend="reference")
     assert f"top-1 error {result['members'][0][1]['top1_error']:.2%}" in out[0]
+
+
+def test_test_matches_classes_by_name_not_by_sorted_index(tmp_path, data, capsys):
+    """A test folder holding the classes in another order (here: two of them, under other sorted
+    positions) is scored by name: its labels become the checkpoint's indices of those names."""
+    import shutil
+    run = make_run(tmp_path / "r", seed=3)
+    subset = tmp_path / "subset"
+    for split in ("train", "val"):
+        for name in ("s0002", "s0004"):
+            shutil.copytree(data / split / name, subset / split / name)
+    p, folder_labels = val_probabilities(run, subset)  # the folder's labels: 0 and 1
+    labels = np.array([2, 4])[folder_labels]  # the checkpoint's indices of s0002 and s0004
+    result = ensemble_errors([str(run / "best.npz")], str(subset), backend="reference")
+    picked = p[np.arange(len(labels)), labels]
+    assert result["members"][0][1]["images"] == len(labels) == 8
+    assert result["members"][0][1]["loss"] == pytest.approx(float(-np.log(picked).mean()), rel=1e-5)
+    assert main(["test", "--checkpoint", str(run / "best.npz"), "--data", str(subset), "--backend", "reference"]) == 0
+    assert f"top-1 error {float((p.argmax(1) != labels).mean()):.2%}" in capsys.readouterr().out
+    (subset / "train" / "zebra").mkdir()
+    shutil.copy(next((subset / "train" / "s0002").iterdir()), subset / "train" / "zebra" / "z.png")
+    assert main(["test", "--checkpoint", str(run / "best.npz"), "--data", str(subset), "--backend", "reference"]) == 2
+    err = capsys.readouterr().err
+    assert "has 1 class(es) that " in err and "was not trained on: zebra" in err

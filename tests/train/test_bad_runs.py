@@ -193,3 +193,13 @@ def test_a_folder_smaller_than_a_batch_gives_a_hint_that_resume_can_follow(tmp_p
     assert main(["train", "--resume", str(run), "--backend", "reference", "--no-progress"]) == 2
     again = capsys.readouterr().err.split("error: ", 1)[1]
     assert again.splitlines()[:2] == first.splitlines()[:2] and "use a smaller --batch" not in again
+
+
+def test_training_on_fewer_classes_than_the_network_has_is_warned(tmp_path, capsys):
+    from netdsl.data.synthetic import make_shapes
+    data = make_shapes(tmp_path / "five", classes=5, train_per_class=4, val_per_class=1, size=32, seed=1)
+    assert train_run(write_net(tmp_path), data, tmp_path / "run") == 0
+    err = capsys.readouterr().err
+    assert ("warning: the data has 5 classes but the network's label input has 10: 5 outputs can never be right"
+            in err)
+    assert "`input label : 5 classes` and an output layer of 5 in the file" in err
