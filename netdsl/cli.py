@@ -215,7 +215,7 @@ def cmd_test(args) -> int:
     if len(args.checkpoint) > 1 or args.transform:
         from .inspect.ensemble import ensemble_errors, test_table
         result = ensemble_errors(args.checkpoint, args.data, args.ten_crop, args.transform, args.backend,
-                                 args.batch, args.devices)
+                                 args.batch, args.devices, False if args.no_progress else None)
         if len(args.checkpoint) > 1:
             print(test_table(result))
         else:  # one checkpoint: the plain test command's line, whatever the transform
@@ -225,7 +225,8 @@ def cmd_test(args) -> int:
         return 0
     args.checkpoint = args.checkpoint[0]
     from .train.launch import test_checkpoint
-    result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch, args.devices)
+    result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch, args.devices,
+                             False if args.no_progress else None)
     crops = "ten-crop" if result["ten_crop"] else "centre crop"
     print(f"{result['images']} validation images ({crops}): loss {result['loss']:.4f}, "
           f"top-1 error {result['top1_error']:.2%}, top-5 error {result['top5_error']:.2%}")
@@ -319,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ten-crop", action=argparse.BooleanOptionalAction,
                    help="average the softmax over the paper's ten patches (default: the file's `test` setting)")
     c.add_argument("--batch", type=argtypes.batch)
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(fn=cmd_test)
 
     c = sub.add_parser("predict", help="top-5 classes of images")

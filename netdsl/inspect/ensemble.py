@@ -16,6 +16,7 @@ from ..data.augment import center_crop
 from ..data.folder import decode_square
 from ..train.launch import decoder_reason
 from ..data.loader import BatchLoader
+from ..data.progress import counted
 from ..errors import NetDslError
 from ..layers.softmax_loss import top_k_error
 from ..train.datasets import class_count, data_plan, input_scale, input_size, scaled
@@ -39,7 +40,7 @@ def scores(logp: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | None, transform: str | None,
-                             backend: str, batch: int | None, devices=None):
+                             backend: str, batch: int | None, devices=None, progress: bool | None = None):
     """(log-probabilities N x K, labels, class list, crop mode) of one checkpoint on DIR/val."""
     net, config = checkpoint_network(checkpoint)
     if transform not in (None, "none"):
@@ -54,7 +55,8 @@ def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | No
     mean_crop = data.mean[top:top + side, top:top + side].transpose(2, 0, 1)
     logps, labels = [], []
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
-        batches = loader if transform in (None, "none") else transformed(loader, transform, mean_crop)
+        shown = counted(loader, len(loader), f"testing {Path(checkpoint).name}", progress)
+        batches = shown if transform in (None, "none") else transformed(shown, transform, mean_crop)
         for images, y in relabelled(scaled(batches, input_scale(net)), remap):
             logps.append(log_probabilities(ex, images))
             labels.append(np.asarray(y))
@@ -85,12 +87,12 @@ def check_members(checkpoints: list[str]) -> None:
 
 
 def ensemble_errors(checkpoints: list[str], data_dir: str, ten_crop: bool | None = None, transform: str | None = None,
-                  backend: str = "auto", batch: int | None = None, devices=None) -> dict:
+                  backend: str = "auto", batch: int | None = None, devices=None, progress: bool | None = None) -> dict:
     """{"members": [(checkpoint, scores)], "ensemble": scores or None, "mode": text}."""
     members, logps, reference = [], [], None
     for checkpoint in checkpoints:
         logp, labels, classes, mode = member_log_probabilities(checkpoint, data_dir, ten_crop, transform, backend,
-                                                               batch, devices)
+                                                               batch, devices, progress)
         if reference is None:
             reference = (labels, classes)
         elif classes != reference[1] or not np.array_equal(labels, reference[0]):

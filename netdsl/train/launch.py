@@ -16,6 +16,7 @@ from ..data.augment import center_crop
 from ..data.folder import decode_square
 from ..data.loader import BatchLoader
 from ..data.prepare import prepare
+from ..data.progress import counted
 from ..distributed import World, attach
 from ..errors import NetDslError
 from ..graph_ops import image_input
@@ -174,7 +175,7 @@ def checkpoint_network(checkpoint: str) -> tuple[Network, dict]:
 
 
 def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backend: str, batch: int | None,
-                    devices: list[int] | None = None) -> dict:
+                    devices: list[int] | None = None, progress: bool | None = None) -> dict:
     """Errors on DIR/val; `ten_crop` None means the file's own `test` mode."""
     check_regular_file(checkpoint, "checkpoint")
     check_data_dir(data_dir)
@@ -186,7 +187,8 @@ def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backe
     ex.load(checkpoint)
     ex = inference_executor(ex)  # forward-only plan: no backward buffers, dropout off
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
-        result = evaluate(ex, relabelled(scaled(loader, input_scale(net)), remap))
+        shown = counted(loader, len(loader), "testing", progress)
+        result = evaluate(ex, relabelled(scaled(shown, input_scale(net)), remap))
     return {**result, "ten_crop": test_aug.crop_mode == "ten"}
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.loader import BatchLoader
+from ..data.progress import counted
 from ..distributed.comm import World
 from ..errors import NetDslError
 from ..runtime.base import NonFiniteError
@@ -199,7 +200,9 @@ class Trainer:
     def _finish_epoch(self) -> None:
         val_started = time.perf_counter()
         with self._loader("val", self.test_aug, 0) as loader:
-            shards = (batch for batch in scaled(loader, self.scale) if len(batch[1]))  # a short last batch
+            shown = counted(loader, len(loader), f"validation {self.epoch + 1}/{self.opt.epochs}",
+                            False if self._no_bar() else None)
+            shards = (batch for batch in scaled(shown, self.scale) if len(batch[1]))  # a short last batch
             val = self.world.weighted_mean(evaluate(self.validator.executor(), shards))
         self.timing["validation"] += time.perf_counter() - val_started
         batches = max(self.sums["batches"], 1)
