@@ -43,17 +43,23 @@ def open_data(net: Network, data_dir: str | None, workers: int | None = None, pr
         data = prepare(data_dir, size=size, workers=workers, progress=progress is not False)
     except ValueError as exc:
         raise NetDslError(str(exc)) from None
+    if training:
+        check_class_count(net, data)
+    return Path(data_dir), data
+
+
+def check_class_count(net: Network, data) -> None:
+    """More classes in the data than the network outputs: an error; fewer: a warning."""
     classes, found = class_count(net), len(data.classes)
     fix = (f"--set classes={found}" if "classes" in net.graph.graph["params"]
            else f"`input label : {found} classes` and an output layer of {found} in the file")
-    if training and found > classes:
+    if found > classes:
         raise NetDslError(f"the data has {found} classes but the network's label input has {classes}",
                           hint=f"give the network {found} classes: {fix}")
-    if training and found < classes:
+    if found < classes:
         print(f"warning: the data has {found} classes but the network's label input has {classes}: "
               f"{classes - found} outputs can never be right, and the errors are measured over {classes} "
               f"classes; {fix} sizes the network to the data", file=sys.stderr, flush=True)
-    return Path(data_dir), data
 
 
 def by_name(checkpoint: str, config: dict, data, data_dir: str):
@@ -97,7 +103,14 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     data_plan(net)  # crops against the input, before any data is read
     run_dir = Path(out) if out else Path("runs") / f"{net.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_out_dir(run_dir)
-    data_path, data = open_data(net, data_dir, progress=progress)
+    data_path, data = open_data(net, data_dir, progress=progress, training=False)
+    if net.graph.graph.get("classes_from_data") and "classes" not in overrides:
+        # `input label : auto`: the network is sized to the folder; the run's overrides keep the
+        # count, so resume, test and predict rebuild the same network
+        overrides = {**overrides, "classes": str(len(data.classes))}
+        net = network_from_source(source, str(file), overrides)
+        print(f"input label : auto: {len(data.classes)} classes, from {data_path}")
+    check_class_count(net, data)
     executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
                                    devices=world.devices(devices, backend)), world)
     announce_precision(net, executor, world)
