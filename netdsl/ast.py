@@ -82,11 +82,13 @@ class NetworkDecl:
 
 @dataclass(frozen=True)
 class InputDecl:
-    """`input image : 3 x 224 x 224` (shape) or `input label : 1000 classes`."""
+    """`input image : 3 x 224 x 224` (shape) or `input label : 1000 classes`; `classes` may
+    also name a param (`input label : classes`) or be `auto` (the param `classes`, which
+    `netdsl train` sets from the training folder's class count)."""
 
     name: str
     shape: tuple[int, ...] | None
-    classes: int | None
+    classes: int | str | None
     pos: Pos
 
 

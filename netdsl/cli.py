@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from . import passes
@@ -158,7 +159,7 @@ def cmd_train(args) -> int:
 
 
 def _train(args, world) -> int:
-    from .train.launch import resume_run, start_run
+    from .train.launch import RunFinished, resume_run, start_run
     progress = False if args.no_progress else None
     if args.resume:
         fixed = argtypes.resume_conflicts(args)
@@ -166,8 +167,12 @@ def _train(args, world) -> int:
             raise NetDslError(f"--resume continues the run as it was started; it does not take {', '.join(fixed)}",
                               hint="the network, its settings, the batch, the seed and the data come from "
                               f"{args.resume}/config.json; --epochs, --save-every, --workers and --backend apply")
-        trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress, args.devices,
-                             args.epochs, args.save_every, args.workers, world=world)
+        try:
+            trainer = resume_run(args.resume, None if args.backend == "auto" else args.backend, progress,
+                                 args.devices, args.epochs, args.save_every, args.workers, world=world)
+        except RunFinished as finished:
+            print(finished)
+            return 0
     else:
         if not args.file:
             raise NetDslError("train needs a .net file (or --resume RUN)")
@@ -182,17 +187,33 @@ def _train(args, world) -> int:
 
 
 def cmd_test(args) -> int:
+    if args.file:  # the network comes from the checkpoint's run; a second source of it would be ignored
+        raise NetDslError(f"test takes the network from the checkpoint's run directory, not from {args.file}",
+                          hint="leave the .net file out: `netdsl test --checkpoint CKPT --data DIR`")
+    if args.transform not in (None, "none") and args.ten_crop:
+        raise NetDslError(f"--transform {args.transform} and --ten-crop cannot be combined: a transform acts on "
+                          "the one crop the network sees", hint="drop --ten-crop (or --transform)")
+    if len(args.checkpoint) > 1:
+        from .inspect.ensemble import check_members
+        check_members(args.checkpoint)  # all refused before any is evaluated
     if args.sweep:
         from .inspect.sweep import sweep_command
         return sweep_command(args)
     if len(args.checkpoint) > 1 or args.transform:
         from .inspect.ensemble import ensemble_errors, test_table
-        print(test_table(ensemble_errors(args.checkpoint, args.data, args.ten_crop, args.transform, args.backend,
-                                       args.batch, args.devices)))
+        result = ensemble_errors(args.checkpoint, args.data, args.ten_crop, args.transform, args.backend,
+                                 args.batch, args.devices, False if args.no_progress else None)
+        if len(args.checkpoint) > 1:
+            print(test_table(result))
+        else:  # one checkpoint: the plain test command's line, whatever the transform
+            s = result["members"][0][1]
+            print(f"{s['images']} validation images ({result['mode']}): loss {s['loss']:.4f}, "
+                  f"top-1 error {s['top1_error']:.2%}, top-5 error {s['top5_error']:.2%}")
         return 0
     args.checkpoint = args.checkpoint[0]
     from .train.launch import test_checkpoint
-    result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch, args.devices)
+    result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch, args.devices,
+                             False if args.no_progress else None)
     crops = "ten-crop" if result["ten_crop"] else "centre crop"
     print(f"{result['images']} validation images ({crops}): loss {result['loss']:.4f}, "
           f"top-1 error {result['top1_error']:.2%}, top-5 error {result['top5_error']:.2%}")
@@ -202,7 +223,8 @@ def cmd_test(args) -> int:
 def cmd_predict(args) -> int:
     members = [a for a in args.images if a.endswith(".npz")]  # more checkpoints: an ensemble
     if members:
-        from .inspect.ensemble import predict_ensemble, predict_text
+        from .inspect.ensemble import check_members, predict_ensemble, predict_text
+        check_members([args.checkpoint] + members)
         images = [a for a in args.images if not a.endswith(".npz")]
         if not images:
             raise NetDslError("predict needs at least one image after the checkpoints")
@@ -230,6 +252,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_make_dataset(args) -> int:
     from .data.synthetic import make_digits, make_shapes
+    check_out_dir(args.dir, run=False)
     try:
         root = make_shapes(args.dir, seed=args.seed) if args.kind == "shapes" else make_digits(args.dir, seed=args.seed)
     except (ValueError, ImportError) as exc:
@@ -276,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_train)
 
     c = sub.add_parser("test", help="top-1/top-5 error of a checkpoint on DIR/val")
-    c.add_argument("file", nargs="?", help="the .net file (optional: the run directory remembers it)")
+    c.add_argument("file", nargs="?", help="not taken: the run directory holds the network (refused if given)")
     c.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
                    help="repeat for an ensemble: the members' softmax outputs are averaged")
     c.add_argument("--transform", choices=sorted(TRANSFORMS), help="errors with every image transformed so")
@@ -291,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --sweep: what fills the crop where the moved image leaves it (default reflect)")
     c.add_argument("-o", "--output", metavar="DIR", help="with --sweep: folder for the CSV and PNG "
                    "(default: the checkpoint's)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(fn=cmd_test)
 
     c = sub.add_parser("predict", help="top-5 classes of images")
@@ -322,8 +346,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def own_words(previous):
+    """A warnings.showwarning printing netdsl's own warnings (skipped images, empty class folders)
+    as `warning: ...` lines, without Python's source path and code line; others as before."""
+    from .data.folder import DataWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = own_words(warnings.showwarning)
+        return _main(args)
+
+
+def _main(args) -> int:
     try:
         code = args.fn(args)
         sys.stdout.flush()  # inside the try: a closed pipe fails here, not in the interpreter's exit
@@ -339,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
         # interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user can fix: a bug, shown in full
+            raise
+        from .userpaths import write_failure
+        print(format_error(write_failure(exc)), file=sys.stderr)
+        return 2
     except MemoryError:
         print("error: not enough memory for this network at this batch size", file=sys.stderr)
         print("hint: lower the batch size (--batch or --set batch=...)", file=sys.stderr)

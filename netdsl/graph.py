@@ -21,7 +21,7 @@ from .values import coerce, substitute
 
 # The grammar's keywords. `x` (in `3 x 32 x 32`) lexes as a name wherever a
 # name is allowed, so defining one is refused here rather than by the parser.
-RESERVED = ("network", "input", "param", "defaults", "tower", "block", "on", "all", "train", "classes", "x")
+RESERVED = ("network", "input", "param", "defaults", "tower", "block", "on", "all", "train", "x")
 
 DEVICE = re.compile(r"gpu\d+\Z")
 
@@ -64,6 +64,25 @@ class _Builder:
                               f"`{name}` is already defined at line {first.line}, column {first.column}; pick another {what} name")
         self.defined[name] = pos
 
+    def _class_count(self, s: ast.InputDecl) -> int:
+        """A label input's size: a number, a param's value, or (`auto`) the param `classes`,
+        which `netdsl train` sets from the data (the file's value serves info and compile)."""
+        if isinstance(s.classes, int):
+            return s.classes
+        name = "classes" if s.classes == "auto" else s.classes
+        if s.classes == "auto":
+            self.g.graph["classes_from_data"] = True
+        params = self.g.graph["params"]
+        if name not in params:
+            raise NetDslError(f"`input {s.name} : {s.classes}` needs a `param {name}`", s.pos,
+                              f"declare `param {name} = 1000` (the count where no data sizes it) and write "
+                              f"the output layer's width as `{name}`, e.g. fc(x, {name})")
+        count = coerce(f"the class count `{name}`", "int", params[name], params)
+        if count < 1:
+            raise NetDslError(f"the class count `{name}` must be a positive whole number, not {count}",
+                              substitute(params[name], params).pos)
+        return count
+
     def _add(self, name: str, **attrs) -> None:
         self.g.add_node(name, order=Order(Phase.FORWARD, self.order), **attrs)
         self.order += 1
@@ -75,8 +94,8 @@ class _Builder:
             self.g.graph["network"] = s.name
         elif isinstance(s, ast.InputDecl):
             self._define(s.name, s.pos, "input")
-            shape = s.shape if s.shape is not None else (s.classes,)
-            self._add(s.name, role=Role.INPUT, kind="input", label=s.classes is not None, shape=shape,
+            shape = s.shape if s.shape is not None else (self._class_count(s),)
+            self._add(s.name, role=Role.INPUT, kind="input", label=s.shape is None, shape=shape,
                       device="host", pos=s.pos, stmt=s.name, tower=None)
             self.g.graph["tensors"][s.name] = {"nodes": {None: s.name}, "tower": None, "pos": s.pos, "order": self.order}
         elif isinstance(s, ast.ParamDecl):

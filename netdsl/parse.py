@@ -147,7 +147,9 @@ class _ToAst(Transformer):
                              self._p(items[0]))
 
     def input_label(self, items):
-        return ast.InputDecl(str(items[0]), None, _int_dim(items[1], self.file), self._p(items[0]))
+        # `K classes`, or a param's name (`input label : classes`), or `auto`: the graph resolves names
+        count = str(items[1]) if items[1].type == "NAME" else _int_dim(items[1], self.file)
+        return ast.InputDecl(str(items[0]), None, count, self._p(items[0]))
 
     def param(self, items):
         return ast.ParamDecl(str(items[0]), items[1], self._p(items[0]))

@@ -53,3 +53,20 @@ def check_out_dir(path: str | Path, run: bool = True) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise NetDslError(f"cannot write to {path}: {existing} is not writable")
     return path
+
+
+def check_out_file(path: str | Path, what: str) -> Path:
+    """A file that can be written: not a directory, its folder creatable and writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise NetDslError(f"{what} {path} is a directory", hint="name a file to write")
+    check_out_dir(path.parent, run=False)
+    return path
+
+
+def write_failure(exc: OSError) -> NetDslError:
+    """An OSError on a named path (a folder turned read-only mid-run, a full disk, a file where a
+    folder should be) as one line: the machine's state, not a netdsl bug, so no traceback."""
+    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return NetDslError(f"cannot write or read {where}: {exc.strerror or exc}",
+                       hint="check that the folder exists, is writable and has free space")

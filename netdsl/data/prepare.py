@@ -85,7 +85,10 @@ def prepare(
     fingerprint = _fingerprint(dataset, size)
     target = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(dataset.root, size)
     if _fingerprint_in(target) == fingerprint:
-        return load_prepared(target)
+        data = load_prepared(target)
+        if data.skipped:  # said on every run, not only the one that built the cache
+            _warn_skipped(data.skipped, dataset.root, target / "meta.json")
+        return data
     if target.is_dir() and any(target.iterdir()) and not (target / "meta.json").is_file():
         # Builds are renamed into place whole, so a cache always has meta.json: this is someone's folder.
         raise ValueError(f"{target} exists and is not a prepared-dataset cache; refusing to replace it")

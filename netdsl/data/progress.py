@@ -19,3 +19,14 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> tqdm:
         disable=not (enabled and sys.stderr.isatty()),
         dynamic_ncols=True,
     )
+
+
+def counted(batches, total: int, description: str, enabled: bool | None = None):
+    """Yield `batches` with a bar counting them (validation, testing), so a long evaluation
+    shows life. `enabled` None: a bar when stderr is a terminal; False (--no-progress): none."""
+    bar = tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True,
+               disable=enabled is False or not sys.stderr.isatty())
+    with bar:
+        for batch in batches:
+            yield batch
+            bar.update()

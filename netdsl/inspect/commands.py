@@ -3,6 +3,7 @@ the function that runs it. `register` is called once from cli.build_parser."""
 from __future__ import annotations
 
 from ..options import device_list, parse_sets
+from ..userpaths import check_out_dir, check_out_file
 
 BACKENDS = ["auto", "reference", "cpu", "cuda"]
 
@@ -16,12 +17,15 @@ def with_backend(c, default: str = "auto") -> None:
 
 def cmd_show_filters(args) -> int:
     from .filters import show_filters
+    if args.output:
+        check_out_file(args.output, "-o")
     print(f"wrote {show_filters(args.run, args.layer, args.output)}")
     return 0
 
 
 def cmd_compare(args) -> int:
     from .compare import compare
+    check_out_file(args.output, "-o")
     text, written = compare(args.runs, args.output, args.target)
     print(text)
     print(f"wrote {written}")
@@ -30,6 +34,7 @@ def cmd_compare(args) -> int:
 
 def cmd_export(args) -> int:
     from .onnx_export import OPSET, export
+    check_out_file(args.output, "-o")
     print(f"wrote {export(args.checkpoint, args.output)} (ONNX opset {OPSET}; input `image`, "
           "outputs `logits` and `probabilities`)")
     return 0
@@ -37,6 +42,8 @@ def cmd_export(args) -> int:
 
 def cmd_show_saliency(args) -> int:
     from .saliency import show_saliency
+    if args.output:
+        check_out_file(args.output, "-o")
     print(f"wrote {show_saliency(args.checkpoint, args.image, args.klass, args.output)}")
     return 0
 
@@ -63,13 +70,14 @@ def cmd_time(args) -> int:
 
 def cmd_neighbours(args) -> int:
     from .neighbours import show_neighbours
+    if args.output:
+        check_out_dir(args.output, run=False)
     for written in show_neighbours(args.checkpoint, args.data, args.images, args.layer, args.k, args.output):
         print(f"wrote {written}")
     return 0
 
 
 def cmd_show_augment(args) -> int:
-    from ..cli import parse_sets
     from .augment_grid import show_augment
     written = show_augment(args.file, parse_sets(args.set), args.data, args.images, args.draws, args.seed, args.output)
     print(f"wrote {written}")

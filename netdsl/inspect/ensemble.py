@@ -16,11 +16,12 @@ from ..data.augment import center_crop
 from ..data.folder import decode_square
 from ..train.launch import decoder_reason
 from ..data.loader import BatchLoader
+from ..data.progress import counted
 from ..errors import NetDslError
 from ..layers.softmax_loss import top_k_error
-from ..train.datasets import data_plan, input_scale, input_size, scaled
+from ..train.datasets import class_count, data_plan, input_scale, input_size, scaled
 from ..train.evaluate import log_probabilities
-from ..train.launch import checkpoint_network, open_data
+from ..train.launch import by_name, checkpoint_network, open_data, relabelled
 from .transforms import transformed
 
 
@@ -39,13 +40,14 @@ def scores(logp: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | None, transform: str | None,
-                             backend: str, batch: int | None, devices=None):
+                             backend: str, batch: int | None, devices=None, progress: bool | None = None):
     """(log-probabilities N x K, labels, class list, crop mode) of one checkpoint on DIR/val."""
     net, config = checkpoint_network(checkpoint)
     if transform not in (None, "none"):
         ten_crop = False  # a transform acts on the one crop the network sees
     _, _, test_aug = data_plan(net, ten_crop=ten_crop)
-    _, data = open_data(net, data_dir)
+    _, data = open_data(net, data_dir, training=False)
+    remap = by_name(checkpoint, config, data, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)
     side = input_size(net)[1]
@@ -53,23 +55,44 @@ def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | No
     mean_crop = data.mean[top:top + side, top:top + side].transpose(2, 0, 1)
     logps, labels = [], []
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
-        batches = loader if transform in (None, "none") else transformed(loader, transform, mean_crop)
-        for images, y in scaled(batches, input_scale(net)):
+        shown = counted(loader, len(loader), f"testing {Path(checkpoint).name}", progress)
+        batches = shown if transform in (None, "none") else transformed(shown, transform, mean_crop)
+        for images, y in relabelled(scaled(batches, input_scale(net)), remap):
             logps.append(log_probabilities(ex, images))
             labels.append(np.asarray(y))
     if not logps:
         raise NetDslError(f"{data_dir}/val has no images to test on")
     mode = "ten-crop" if test_aug.crop_mode == "ten" else "centre crop"
-    return np.concatenate(logps), np.concatenate(labels), list(data.classes), mode
+    return np.concatenate(logps), np.concatenate(labels), list(config.get("classes") or data.classes), mode
+
+
+def check_members(checkpoints: list[str]) -> None:
+    """Every member opened and compared before any is evaluated: the members of an ensemble must
+    output the same classes, by name, in the same order, or their probabilities cannot be averaged."""
+    first = None
+    for checkpoint in checkpoints:
+        net, config = checkpoint_network(checkpoint)
+        names = config.get("classes") or [f"class {i}" for i in range(class_count(net))]
+        if first is None:
+            first = (checkpoint, names)
+        elif names != first[1]:
+            other = first[1]
+            if len(names) != len(other):
+                why = f"{len(names)} classes against {len(other)}"
+            else:
+                i = next(i for i, (a, b) in enumerate(zip(names, other)) if a != b)
+                why = f"class {i} is `{names[i]}` against `{other[i]}`"
+            raise NetDslError(f"{checkpoint} and {first[0]} cannot form an ensemble: {why}",
+                              hint="ensemble members must be trained on the same classes")
 
 
 def ensemble_errors(checkpoints: list[str], data_dir: str, ten_crop: bool | None = None, transform: str | None = None,
-                  backend: str = "auto", batch: int | None = None, devices=None) -> dict:
+                  backend: str = "auto", batch: int | None = None, devices=None, progress: bool | None = None) -> dict:
     """{"members": [(checkpoint, scores)], "ensemble": scores or None, "mode": text}."""
     members, logps, reference = [], [], None
     for checkpoint in checkpoints:
         logp, labels, classes, mode = member_log_probabilities(checkpoint, data_dir, ten_crop, transform, backend,
-                                                               batch, devices)
+                                                               batch, devices, progress)
         if reference is None:
             reference = (labels, classes)
         elif classes != reference[1] or not np.array_equal(labels, reference[0]):

@@ -16,6 +16,8 @@ modules.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import NetDslError
@@ -95,5 +97,6 @@ def export(run_or_checkpoint: str, output: str) -> str:
     from .checkpoints import open_checkpoint
     net, _, _, params = open_checkpoint(run_or_checkpoint)
     model = onnx_model(net.graph, params)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, output)
     return output

@@ -194,7 +194,16 @@ class PlannedExecutor(base.Executor):
 
     def _find_first_bad(self, phase: str, images, labels, train: bool) -> None:
         """Runs the passes up to `phase` again call by call; raises at the first layer whose
-        output (or, in backward, gradient) is not finite once its last writer has run."""
+        output (or, in backward, gradient) is not finite once its last writer has run.
+        The rerun trains too (its dropout masks must be the step's), so the layers' running
+        statistics (batch norm's) are put back as the first run left them: one update a step."""
+        state = {name: np.array(value) for name, value in self._state_arrays().items()}
+        try:
+            self._rerun_checking(phase, images, labels, train)
+        finally:
+            self._set_state(state)
+
+    def _rerun_checking(self, phase: str, images, labels, train: bool) -> None:
         self._load_inputs(images, labels)
         checks = {ref: (node, "the output") for node, ref in self.plan.values.items()
                   if self.g.nodes[node].is_layer and (labels is not None or node not in self.losses)}

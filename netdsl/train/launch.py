@@ -16,6 +16,7 @@ from ..data.augment import center_crop
 from ..data.folder import decode_square
 from ..data.loader import BatchLoader
 from ..data.prepare import prepare
+from ..data.progress import counted
 from ..distributed import World, attach
 from ..errors import NetDslError
 from ..graph_ops import image_input
@@ -31,7 +32,9 @@ def network_from_source(source: str, file: str, overrides: dict) -> Network:
     return Network(compile_graph(text=source, file=file, overrides=overrides, training=True))
 
 
-def open_data(net: Network, data_dir: str | None, workers: int | None = None, progress: bool | None = True):
+def open_data(net: Network, data_dir: str | None, workers: int | None = None, progress: bool | None = True,
+              training: bool = True):
+    """The prepared data; for training, its class count checked against the network's."""
     size, _, _ = data_plan(net)
     if data_dir is None:
         data_dir = default_dataset()
@@ -40,11 +43,44 @@ def open_data(net: Network, data_dir: str | None, workers: int | None = None, pr
         data = prepare(data_dir, size=size, workers=workers, progress=progress is not False)
     except ValueError as exc:
         raise NetDslError(str(exc)) from None
-    classes = class_count(net)
-    if len(data.classes) > classes:
-        raise NetDslError(f"the data has {len(data.classes)} classes but the network's label input has {classes}",
-                          hint=f"--set is no help here: change `input label : {classes} classes` in the file")
+    if training:
+        check_class_count(net, data)
     return Path(data_dir), data
+
+
+def check_class_count(net: Network, data) -> None:
+    """More classes in the data than the network outputs: an error; fewer: a warning."""
+    classes, found = class_count(net), len(data.classes)
+    fix = (f"--set classes={found}" if "classes" in net.graph.graph["params"]
+           else f"`input label : {found} classes` and an output layer of {found} in the file")
+    if found > classes:
+        raise NetDslError(f"the data has {found} classes but the network's label input has {classes}",
+                          hint=f"give the network {found} classes: {fix}")
+    if found < classes:
+        print(f"warning: the data has {found} classes but the network's label input has {classes}: "
+              f"{classes - found} outputs can never be right, and the errors are measured over {classes} "
+              f"classes; {fix} sizes the network to the data", file=sys.stderr, flush=True)
+
+
+def by_name(checkpoint: str, config: dict, data, data_dir: str):
+    """Labels of the test folder -> the checkpoint's class indices, matched by class name (the
+    folders' names): a folder with fewer or reordered classes is tested as what it names; a
+    class the checkpoint was not trained on is refused. None when the names agree as they are."""
+    trained = config.get("classes")
+    if not trained or list(data.classes) == list(trained):
+        return None
+    unknown = [name for name in data.classes if name not in trained]
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        raise NetDslError(f"{data_dir} has {len(unknown)} class(es) that {checkpoint} was not trained on: {shown}",
+                          hint=f"it was trained on {len(trained)} classes: {', '.join(trained[:5])}"
+                               + (", ..." if len(trained) > 5 else ""))
+    return np.array([trained.index(name) for name in data.classes], dtype=np.int64)
+
+
+def relabelled(batches, remap):
+    for images, labels in batches:
+        yield images, (labels if remap is None else remap[np.asarray(labels)])
 
 
 def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None, backend: str,
@@ -67,7 +103,14 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     data_plan(net)  # crops against the input, before any data is read
     run_dir = Path(out) if out else Path("runs") / f"{net.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_out_dir(run_dir)
-    data_path, data = open_data(net, data_dir, progress=progress)
+    data_path, data = open_data(net, data_dir, progress=progress, training=False)
+    if net.graph.graph.get("classes_from_data") and "classes" not in overrides:
+        # `input label : auto`: the network is sized to the folder; the run's overrides keep the
+        # count, so resume, test and predict rebuild the same network
+        overrides = {**overrides, "classes": str(len(data.classes))}
+        net = network_from_source(source, str(file), overrides)
+        print(f"input label : auto: {len(data.classes)} classes, from {data_path}")
+    check_class_count(net, data)
     executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
                                    devices=world.devices(devices, backend)), world)
     announce_precision(net, executor, world)
@@ -78,6 +121,11 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     print(f"run directory: {run_dir}" + (f" ({world.size} ranks)" if world.size > 1 else ""))
     world.share(str(run_dir))
     return Trainer(net, data, executor, run_dir, options, world)
+
+
+class RunFinished(Exception):
+    """--resume of a run that has trained all its epochs: not an error (exit 0), so a script
+    that resumes after a crash can tell "done" from "failed"."""
 
 
 def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices: list[int] | None = None,
@@ -104,9 +152,10 @@ def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices
     if epochs is not None and epochs < done:
         raise NetDslError(f"--epochs {epochs}: {run_path} has already trained {done} epochs",
                           hint=f"give --epochs {done + 1} or more to train further")
-    if epochs is None and state and done >= options.epochs:
-        raise NetDslError(f"{run_path} already finished its {options.epochs} epochs",
-                          hint=f"give --epochs {options.epochs + 1} or more to train further")
+    if state and done >= options.epochs and state.get("next_batch", 0) == 0:
+        raise RunFinished(f"nothing to do: {run_path} already finished its {options.epochs} epochs "
+                          f"(the last, epoch {done}, is in its checkpoint); give --epochs {done + 1} or more "
+                          "to train further")
     _, data = open_data(net, config["data"], progress=progress)
     backend = backend or config["backend"]
     executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
@@ -139,18 +188,20 @@ def checkpoint_network(checkpoint: str) -> tuple[Network, dict]:
 
 
 def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backend: str, batch: int | None,
-                    devices: list[int] | None = None) -> dict:
+                    devices: list[int] | None = None, progress: bool | None = None) -> dict:
     """Errors on DIR/val; `ten_crop` None means the file's own `test` mode."""
     check_regular_file(checkpoint, "checkpoint")
     check_data_dir(data_dir)
     net, config = checkpoint_network(checkpoint)
     _, _, test_aug = data_plan(net, ten_crop=ten_crop)
-    _, data = open_data(net, data_dir)
+    _, data = open_data(net, data_dir, training=False)
+    remap = by_name(checkpoint, config, data, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)
     ex = inference_executor(ex)  # forward-only plan: no backward buffers, dropout off
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
-        result = evaluate(ex, scaled(loader, input_scale(net)))
+        shown = counted(loader, len(loader), "testing", progress)
+        result = evaluate(ex, relabelled(scaled(shown, input_scale(net)), remap))
     return {**result, "ten_crop": test_aug.crop_mode == "ten"}
 
 

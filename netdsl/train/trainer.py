@@ -30,6 +30,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.loader import BatchLoader
+from ..data.progress import counted
 from ..distributed.comm import World
 from ..errors import NetDslError
 from ..runtime.base import NonFiniteError
@@ -153,8 +154,10 @@ class Trainer:
         crops = self._device_augments()
         loader = self._loader("train", self.train_aug, self.epoch, self.next_batch, crops)
         if loader.batches_per_epoch == 0:
-            raise NetDslError(f"the training split has fewer images than one batch of {self.opt.batch}",
-                              hint="use a smaller --batch")
+            images = len(self.data.train_labels)
+            raise NetDslError(f"the training split has {images} image(s), fewer than one batch of {self.opt.batch}",
+                              hint=f"start a new run with --batch {max(images, 1)} or less (a run keeps the batch "
+                              "it was started with, so --resume cannot change it)")
         bar = tqdm(total=loader.batches_per_epoch, initial=self.next_batch, unit="batch", leave=True,
                    desc=f"epoch {self.epoch + 1}/{self.opt.epochs}", disable=self._no_bar(), dynamic_ncols=True)
         with loader, bar:
@@ -201,7 +204,9 @@ class Trainer:
     def _finish_epoch(self) -> None:
         val_started = time.perf_counter()
         with self._loader("val", self.test_aug, 0) as loader:
-            shards = (batch for batch in scaled(loader, self.scale) if len(batch[1]))  # a short last batch
+            shown = counted(loader, len(loader), f"validation {self.epoch + 1}/{self.opt.epochs}",
+                            False if self._no_bar() else None)
+            shards = (batch for batch in scaled(shown, self.scale) if len(batch[1]))  # a short last batch
             val = self.world.weighted_mean(evaluate(self.validator.executor(), shards))
         self.timing["validation"] += time.perf_counter() - val_started
         batches = max(self.sums["batches"], 1)
@@ -213,6 +218,10 @@ class Trainer:
             "seconds": self.sums["seconds"] + time.perf_counter() - val_started,
             **epoch_fields(self.sums),
         }
+        last = self.epoch + 1 >= self.opt.epochs
+        note = self.watchdog.end_note(record["train_loss"], record["val_loss"]) if last else None
+        if note:
+            record["warning"] = note
         # The next lr first: whatever can fail at the epoch's end fails before the epoch is logged.
         next_lr = self.schedule.after_epoch(self.epoch + 1, val["top1_error"])
         self.history.append(record)
@@ -222,6 +231,8 @@ class Trainer:
         print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}, "
               f"top-1 {record['val_top1_error']:.2%}, top-5 {record['val_top5_error']:.2%}, "
               f"{record['images_per_s']:.1f} images/s", flush=True)
+        if note:
+            print(f"warning: {note}; {self.watchdog.hint(self.schedule.lr)}", flush=True)
         self.ex.lr = next_lr
         self.epoch, self.next_batch = self.epoch + 1, 0
         self.sums = {"loss": 0.0, "top1": 0.0, "batches": 0, "seconds": 0.0}
@@ -278,7 +289,7 @@ def read_config(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not run_dir.is_dir():
         raise NetDslError(f"{run_dir} {'is not a directory' if run_dir.exists() else 'does not exist'}",
-                          hint="--resume and a checkpoint's folder are run directories made by `netdsl train`")
+                          hint="a run directory is a folder `netdsl train` made (its --out)")
     if not path.is_file():
         raise NetDslError(f"{run_dir} is not a run directory (no config.json)")
     try:

@@ -72,6 +72,17 @@ class Watchdog:
             raise Diverged(f"the training loss rose {self.rising} steps in a row, from {self.first_rise:.4g} to "
                            f"{loss:.4g}, above chance (ln(classes) = {self.limit / self.kwargs['above']:.2f})", step)
 
+    def end_note(self, train_loss: float, val_loss: float) -> str | None:
+        """A run that ends with a loss far above chance (above x ln(classes), either loss) has
+        not learned, however few steps it had: said at the end whatever the epoch count, since
+        the in-run symptoms need `steps` bad steps in a row that a short run may never give."""
+        chance = self.limit / self.kwargs.get("above", 2.0)
+        worst = max((v for v in (train_loss, val_loss) if not math.isnan(v)), default=math.nan)
+        if not (worst > self.limit or math.isinf(worst)):
+            return None
+        return (f"the run ended with its loss far above chance (train {train_loss:.4g}, validation {val_loss:.4g}; "
+                f"chance is ln(classes) = {chance:.2f}): it has not learned")
+
     def history(self) -> str:
         """The last few losses, as a phrase for a message (empty before the first step)."""
         return f"the last losses: {', '.join(f'{v:.4g}' for v in self.recent)}" if self.recent else ""

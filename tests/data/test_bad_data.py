@@ -76,3 +76,16 @@ def test_build_folder_of_a_killed_prepare_is_removed(tiny_dataset):
 def test_owner_host_is_what_prepare_writes():
     host, pid = prepare_module._owner().split()
     assert host == os.uname().nodename and int(pid) == os.getpid()
+
+
+def test_skipped_images_are_named_on_every_run_in_netdsl_words(tiny_dataset, capfd):
+    """The cache is built by the first run and reused by the second: both say what was skipped,
+    as `warning: ...`, without Python's source path or code line."""
+    from netdsl.cli import main
+    (tiny_dataset / "train" / "bee" / "broken.png").write_bytes(b"not an image")
+    for run in range(2):
+        assert main(["prepare", str(tiny_dataset), "--size", "8", "--workers", "1"]) == 0
+        err = capfd.readouterr().err
+        lines = [line for line in err.splitlines() if "skipped 1 unreadable" in line]
+        assert len(lines) == 1 and lines[0].startswith("warning: skipped 1 unreadable image(s) in "), (run, err)
+        assert "broken.png" in lines[0] and ".py:" not in err and "warnings.warn" not in err

@@ -51,7 +51,7 @@ def make_run(directory: Path, source: str = TWO_TOWER, overrides: dict | None = 
     ex.set_params(well_scaled(ex, seed))
     label = next(n for n in net.graph if net.graph.nodes[n].label)
     count = classes or net.graph.nodes[label].shape[0]
-    names = [f"c{i}" for i in range(count)]
+    names = [f"s{i:04d}" for i in range(count)]  # the folder names of the shapes data (make_shapes)
     write_config(directory, {"file": f"{directory.name}.net", "source": source, "overrides": overrides,
                              "data": "", "backend": "reference", "classes": names, "class_names": names,
                              "options": {"epochs": 1, "batch": 2, "seed": seed, "workers": 1, "save_every": 0,

@@ -55,3 +55,9 @@ def test_a_run_without_metrics_is_a_named_error(tmp_path, capsys):
     empty = make_run(tmp_path / "empty")
     assert main(["compare", str(empty), "-o", str(tmp_path / "x.png")]) == 2
     assert "no finished epoch" in capsys.readouterr().err
+
+
+def test_compare_of_a_missing_run_does_not_talk_of_resuming(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nonexistent")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'nonexistent'} does not exist") and "--resume" not in err

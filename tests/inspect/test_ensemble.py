@@ -104,3 +104,88 @@ def test_predict_with_two_checkpoints_reports_members_and_ensemble(tmp_path, dat
     assert ranked == sorted(ranked, reverse=True) and 99.9 <= sum(ranked) <= 100.01  # 5 classes: all of them
     assert lines[7] == "  members (top-1):" and len(lines) == 10
     assert str(a / "best.npz") in lines[8] and str(b / "best.npz") in lines[9]
+
+
+SIX_CLASSES = """network six
+input image : 3 x 16 x 16
+input label : 6 classes
+f = fc(image, 6)
+loss = softmax_loss(f, label)
+train { batch = 2; epochs = 1; augment = []; test = center_crop }
+"""
+
+
+def never_evaluated(*args, **kwargs):
+    raise AssertionError("a member was evaluated before the ensemble was checked")
+
+
+@pytest.mark.parametrize("command", ["test", "predict"])
+def test_mixed_ensemble_is_refused_before_any_evaluation(tmp_path, data, capsys, monkeypatch, command):
+    import netdsl.inspect.ensemble as ensemble
+    monkeypatch.setattr(ensemble, "member_log_probabilities", never_evaluated)
+    monkeypatch.setattr(ensemble, "predict_ensemble", never_evaluated)
+    a, b = make_run(tmp_path / "a", seed=1), make_run(tmp_path / "b", SIX_CLASSES, seed=2)
+    image = next((data / "val" / "s0001").iterdir())
+    argv = (["test", "--checkpoint", str(a / "best.npz"), "--checkpoint", str(b / "best.npz"), "--data", str(data)]
+            if command == "test" else ["predict", str(a / "best.npz"), str(b / "best.npz"), str(image)])
+    assert main(argv + ["--backend", "reference"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"error: {b / 'best.npz'} and {a / 'best.npz'} cannot form an ensemble: 6 classes against 5"
+    assert "Traceback" not in err
+
+
+def test_ensemble_of_same_count_but_other_class_names_is_refused(tmp_path, data, capsys):
+    a, b = make_run(tmp_path / "a", seed=1), make_run(tmp_path / "b", seed=2)
+    import json
+    config = json.loads((b / "config.json").read_text())
+    config["classes"][3] = "zebra"
+    (b / "config.json").write_text(json.dumps(config))
+    assert main(["test", "--checkpoint", str(a / "best.npz"), "--checkpoint", str(b / "best.npz"),
+                 "--data", str(data), "--backend", "reference"]) == 2
+    assert "cannot form an ensemble: class 3 is `zebra` against `s0003`" in capsys.readouterr().err
+
+
+def test_test_refuses_a_net_file_it_would_not_use(tmp_path, data, capsys):
+    run = make_run(tmp_path / "r", seed=3)
+    other = tmp_path / "other.net"
+    other.write_text(SIX_CLASSES)
+    assert main(["test", str(other), "--checkpoint", str(run / "best.npz"), "--data", str(data),
+                 "--backend", "reference"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: test takes the network from the checkpoint's run directory, not from {other}")
+
+
+def test_transform_with_ten_crop_is_refused_and_one_checkpoint_gets_one_line(tmp_path, data, capsys):
+    run = make_run(tmp_path / "r", seed=3)
+    base = ["test", "--checkpoint", str(run / "best.npz"), "--data", str(data), "--backend", "reference"]
+    assert main(base + ["--transform", "rotate90", "--ten-crop"]) == 2
+    assert "--transform rotate90 and --ten-crop cannot be combined" in capsys.readouterr().err
+    assert main(base + ["--transform", "rotate90"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("20 validation images (centre crop, transform rotate90): loss ")
+    result = ensemble_errors([str(run / "best.npz")], str(data), transform="rotate90", backend="reference")
+    assert f"top-1 error {result['members'][0][1]['top1_error']:.2%}" in out[0]
+
+
+def test_test_matches_classes_by_name_not_by_sorted_index(tmp_path, data, capsys):
+    """A test folder holding the classes in another order (here: two of them, under other sorted
+    positions) is scored by name: its labels become the checkpoint's indices of those names."""
+    import shutil
+    run = make_run(tmp_path / "r", seed=3)
+    subset = tmp_path / "subset"
+    for split in ("train", "val"):
+        for name in ("s0002", "s0004"):
+            shutil.copytree(data / split / name, subset / split / name)
+    p, folder_labels = val_probabilities(run, subset)  # the folder's labels: 0 and 1
+    labels = np.array([2, 4])[folder_labels]  # the checkpoint's indices of s0002 and s0004
+    result = ensemble_errors([str(run / "best.npz")], str(subset), backend="reference")
+    picked = p[np.arange(len(labels)), labels]
+    assert result["members"][0][1]["images"] == len(labels) == 8
+    assert result["members"][0][1]["loss"] == pytest.approx(float(-np.log(picked).mean()), rel=1e-5)
+    assert main(["test", "--checkpoint", str(run / "best.npz"), "--data", str(subset), "--backend", "reference"]) == 0
+    assert f"top-1 error {float((p.argmax(1) != labels).mean()):.2%}" in capsys.readouterr().out
+    (subset / "train" / "zebra").mkdir()
+    shutil.copy(next((subset / "train" / "s0002").iterdir()), subset / "train" / "zebra" / "z.png")
+    assert main(["test", "--checkpoint", str(run / "best.npz"), "--data", str(subset), "--backend", "reference"]) == 2
+    err = capsys.readouterr().err
+    assert "has 1 class(es) that " in err and "was not trained on: zebra" in err

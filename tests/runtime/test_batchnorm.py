@@ -171,3 +171,23 @@ def test_validation_twin_takes_the_running_statistics():
     assert_close(view.executor().forward(data[3][0]), ex.forward(data[3][0], train=False), 1e-6, "twin scores")
     ex.step(*data[3])  # the statistics move again; the next use of the twin follows them
     assert_close(view.executor().forward(data[0][0]), ex.forward(data[0][0], train=False), 1e-6, "twin scores")
+
+
+@pytest.mark.parametrize("make", [pytest.param(Executor, marks=needs_c)])
+def test_a_guard_rerun_does_not_update_the_running_statistics_twice(make):
+    """A weight after the batch norm turns NaN: the guard reruns the forward pass call by call
+    to name the layer, and batch norm's running statistics must show the step's one update,
+    as a twin with a finite weight that stepped once has them."""
+    from netdsl.runtime.base import NonFiniteError
+    (images, labels), = batches(1)
+    good, bad = make(graph(), batch=3, seed=1), make(graph(), batch=3, seed=1)
+    weights = {k: v.copy() for k, v in good.params.items()}
+    weights["scores.weight"][0, 0] = np.nan  # read after c1's statistics are taken
+    bad.set_params(weights)
+    good.step(images, labels)
+    with pytest.raises(NonFiniteError):
+        bad.step(images, labels)
+    once, after = good._state_arrays(), bad._state_arrays()
+    assert not np.allclose(once[f"{BN}.running_mean"], 0.0)  # the step did move them
+    for name in (f"{BN}.running_mean", f"{BN}.running_var"):
+        np.testing.assert_array_equal(after[name], once[name])

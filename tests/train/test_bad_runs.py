@@ -123,8 +123,11 @@ def test_leftover_temporary_checkpoint_is_removed_on_the_next_start(finished, tm
 
 def test_resume_extends_a_finished_run_with_epochs(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path / "run")
-    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
-    assert "already finished its 1 epochs" in capsys.readouterr().err
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # done is not failed: a script can tell
+    out = capsys.readouterr().out
+    assert out.startswith("nothing to do: ") and "already finished its 1 epochs (the last, epoch 1," in out
+    assert snapshot(run) == before
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert "now for 2 epochs" in capsys.readouterr().out
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
@@ -177,3 +180,26 @@ def test_expected_shapes_are_the_executors_parameters(tmp_path):
     net = load(write_net(tmp_path))
     ex = net.executor(backend="reference", batch=2)
     assert expected_shapes(net.graph) == {k: v.shape for k, v in ex.params.items()}
+
+
+def test_a_folder_smaller_than_a_batch_gives_a_hint_that_resume_can_follow(tmp_path, capsys):
+    from netdsl.data.synthetic import make_shapes
+    data = make_shapes(tmp_path / "few", classes=10, train_per_class=1, val_per_class=1, size=32, seed=1)
+    run = tmp_path / "run"
+    assert train_run(write_net(tmp_path), data, run) == 2  # 10 images, a batch of 16
+    first = capsys.readouterr().err.split("error: ", 1)[1]
+    assert first.startswith("the training split has 10 image(s), fewer than one batch of 16")
+    assert "hint: start a new run with --batch 10 or less" in first and "--resume cannot change it" in first
+    assert main(["train", "--resume", str(run), "--backend", "reference", "--no-progress"]) == 2
+    again = capsys.readouterr().err.split("error: ", 1)[1]
+    assert again.splitlines()[:2] == first.splitlines()[:2] and "use a smaller --batch" not in again
+
+
+def test_training_on_fewer_classes_than_the_network_has_is_warned(tmp_path, capsys):
+    from netdsl.data.synthetic import make_shapes
+    data = make_shapes(tmp_path / "five", classes=5, train_per_class=4, val_per_class=1, size=32, seed=1)
+    assert train_run(write_net(tmp_path), data, tmp_path / "run") == 0
+    err = capsys.readouterr().err
+    assert ("warning: the data has 5 classes but the network's label input has 10: 5 outputs can never be right"
+            in err)
+    assert "`input label : 5 classes` and an output layer of 5 in the file" in err

@@ -179,3 +179,26 @@ def test_the_nan_message_names_the_usual_fixes(small_shapes, tmp_path, capsys):
     assert train_run(net, small_shapes, tmp_path / "run") == 2
     err = capsys.readouterr().err
     assert "became NaN or Inf" in err and "schedule.warmup" in err and "--set clip=" in err
+
+
+def test_end_note_names_a_loss_far_above_chance_and_nothing_else():
+    dog = Watchdog(CallValue("stop", {"above": 2.0, "steps": 3, "rising": 10}), classes=10)
+    assert dog.end_note(1.2, 1.5) is None and dog.end_note(4.6, 2.0) is None  # 4.6 < 2 ln 10 = 4.61
+    note = dog.end_note(16.0, 30.0)
+    assert note.startswith("the run ended with its loss far above chance (train 16, validation 30; chance is "
+                           "ln(classes) = 2.30)")
+    assert dog.end_note(1.0, math.inf) is not None and dog.end_note(math.nan, 9.9) is not None
+
+
+def test_a_short_run_ending_far_above_chance_says_so_and_logs_it(small_shapes, tmp_path, capsys):
+    """Too few steps for the in-run symptoms (they need 100 bad steps here): the end says it."""
+    net = write_net(tmp_path)
+    run = tmp_path / "run"
+    assert train_run(net, small_shapes, run, "--set", "optimizer.lr=3", "--set", "watchdog.steps=100",
+                     "--set", "watchdog.rising=100") == 0
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert max(record["train_loss"], record["val_loss"]) > 2 * math.log(10)
+    assert record["warning"].startswith("the run ended with its loss far above chance")
+    assert f"warning: {record['warning']}; usual fixes: " in capsys.readouterr().out
+    assert train_run(net, small_shapes, tmp_path / "good") == 0  # the file's own rate learns: no word
+    assert "warning" not in json.loads((tmp_path / "good" / "metrics.jsonl").read_text().splitlines()[-1])
