@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from netdsl.data.augment import AUGMENT_STREAM, AugmentSpec, augment_batch, counter_rng, crop_batch
+from netdsl.data.augment import AUGMENT_STREAM, AugmentSpec, RowView, augment_batch, counter_rng, crop_batch
 from netdsl.data.prepare import PreparedData
 
 SHUFFLE_STREAM = 2
@@ -115,10 +115,10 @@ class BatchLoader:
         rng = counter_rng(self.seed, AUGMENT_STREAM, self.epoch, index)
         data = self.prepared
         if self.crops:
-            batch = crop_batch(np.asarray(self.images[rows[part]]), self.spec, rng, data.eigval, data.eigvec,
+            batch = crop_batch(RowView(self.images, rows[part]), self.spec, rng, data.eigval, data.eigvec,
                                within=(part.start, len(rows)))
             return batch, self.labels[rows[part]]
-        images = augment_batch(np.asarray(self.images[rows[part]]), self.spec, rng, data.mean, data.eigval,
+        images = augment_batch(RowView(self.images, rows[part]), self.spec, rng, data.mean, data.eigval,
                                data.eigvec, within=(part.start, len(rows)))
         return images, self.labels[rows[part]]
 
