@@ -36,6 +36,7 @@ import numpy as np
 
 from netdsl import paths
 from netdsl.data.folder import DataWarning, FolderDataset, decode_square, scan_folder
+from netdsl.data.cache_space import check_space
 from netdsl.data.progress import progress_bar
 
 CACHE_FORMAT = 1  # bump when the cache layout or the decoding changes
@@ -92,6 +93,7 @@ def prepare(
 
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(target)
+    check_space(target.parent, len(dataset.train) + len(dataset.val), size, announce=progress)
     # Built beside the target and renamed into place, so a killed run leaves no valid-looking cache.
     building = target.with_name(f".{target.name}.building-{uuid.uuid4().hex[:8]}")
     building.mkdir()
