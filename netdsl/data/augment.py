@@ -83,6 +83,29 @@ class AugmentSpec:
         return cls(crop=crop, crop_mode="ten" if ten else "center")
 
 
+class RowView:
+    """images[rows] without the copy: a batch's images read where they lie in the cache.
+
+    Indexing with a tuple (i, ...) reads image rows[i] and slices it, so the
+    crop is the only pass over an image's bytes: gathering whole 256 px images
+    first would copy a third more bytes than the crop and touch them twice."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray):
+        # A plain ndarray view: a memmap's per-item indexing costs Python-level
+        # bookkeeping for every image.
+        self.images = images.view(np.ndarray) if isinstance(images, np.memmap) else images
+        self.rows = np.asarray(rows)
+        self.shape = (len(self.rows),) + tuple(images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            return self.images[self.rows[key[0]]][key[1:]]
+        return self.images[self.rows[key]]
+
+
 @dataclass(frozen=True)
 class Windows:
     """Where each image of a batch is cut: top-left corner and whether it is mirrored."""
@@ -112,16 +135,21 @@ def ten_crop_windows(count: int, size: int, crop: int) -> list[Windows]:
     return [fixed_windows(count, top, left, flipped) for flipped in (False, True) for top, left in corners]
 
 
-def extract(images: np.ndarray, windows: Windows, crop: int, mean: np.ndarray | None = None) -> np.ndarray:
-    """Cut, mirror, mean-subtract and transpose to float32 NCHW in one pass per image.
+def extract(
+    images: np.ndarray, windows: Windows, crop: int, mean: np.ndarray | None = None, shifts: np.ndarray | None = None
+) -> np.ndarray:
+    """Cut, mirror, mean-subtract, light and transpose to float32 NCHW in one pass per image.
 
     A loop over images of whole-window numpy operations: each step touches
     c*c*3 values, so the loop costs microseconds per image, and it avoids the
-    index arrays a fully vectorised gather would build.
+    index arrays a fully vectorised gather would build. The lighting shift
+    (float32, count x 3) is added to the image just written, while it is still
+    in cache; the arithmetic is the device kernel's: float32 (x - mean) + shift.
     """
     count = len(images)
     out = np.empty((count, 3, crop, crop), np.float32)
     mean_chw = None if mean is None else np.ascontiguousarray(mean.transpose(2, 0, 1), dtype=np.float32)
+    shift_chw = None if shifts is None else np.asarray(shifts, np.float32)[:, :, None, None]
     for i in range(count):
         top, left = windows.top[i], windows.left[i]
         columns = _columns(left, crop, windows.flipped[i])
@@ -130,13 +158,19 @@ def extract(images: np.ndarray, windows: Windows, crop: int, mean: np.ndarray | 
             out[i] = source
         else:
             np.subtract(source, mean_chw[:, top : top + crop, columns], out=out[i])
+        if shift_chw is not None:
+            out[i] += shift_chw[i]
     return out
 
 
 def lighting_shifts(
     rng: np.random.Generator, count: int, std: float, eigval: np.ndarray, eigvec: np.ndarray
 ) -> np.ndarray:
-    """The per-image RGB offsets of PCA lighting, count x 3, on the 0..255 scale."""
+    """The per-image RGB offsets of PCA lighting, count x 3, on the 0..255 scale.
+
+    Three numbers per image, not per pixel: they are made in float64 (Philox's
+    normal draw is float64) and rounded to float32 once by the callers, as both
+    the host and the device paths always have, so saved batches stay valid."""
     alpha = rng.normal(0.0, std, (count, 3))
     return PIXEL_MAX * (alpha * eigval) @ eigvec.T
 
@@ -187,9 +221,10 @@ def augment_batch(
     if spec.crop_mode == "center":
         return center_crop(images, crop, mean)
     w = random_windows(rng, count, images.shape[1], crop, spec.flip)
-    batch = extract(images, Windows(w.top[part], w.left[part], w.flipped[part]), crop, mean)
-    if spec.pca_std:
-        add_lighting(batch, lighting_shifts(rng, count, spec.pca_std, eigval, eigvec)[part])
+    # Both draws precede the pixel work, so lighting can be added in the same pass.
+    shifts = lighting_shifts(rng, count, spec.pca_std, eigval, eigvec)[part] if spec.pca_std else None
+    batch = extract(images, Windows(w.top[part], w.left[part], w.flipped[part]), crop, mean,
+                    None if shifts is None else shifts.astype(np.float32))
     if spec.elastic:  # its draws come last: without it, every other draw is as it was
         from .elastic import elastic_batch
         batch = elastic_batch(batch, rng, count, part, *spec.elastic)

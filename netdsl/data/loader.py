@@ -20,16 +20,34 @@ which images share a batch, and sorted reads are kinder to a memmap on disk.
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from netdsl.data.augment import AUGMENT_STREAM, AugmentSpec, augment_batch, counter_rng, crop_batch
+from netdsl.data.augment import AUGMENT_STREAM, AugmentSpec, RowView, augment_batch, counter_rng, crop_batch
 from netdsl.data.prepare import PreparedData
 
 SHUFFLE_STREAM = 2
+THREADS_SETTING = "NETDSL_LOADER_THREADS"
+
+
+def default_workers() -> int:
+    """Loader threads when none are asked for: the setting, else one per usable core.
+
+    Batches are independent functions of (seed, epoch, batch), so the count
+    changes only the speed, never a batch."""
+    setting = os.environ.get(THREADS_SETTING, "").strip()
+    if setting:
+        if not setting.isdigit():
+            raise ValueError(f"{THREADS_SETTING} must be a non-negative integer, got {setting!r}")
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 Batch = tuple[np.ndarray, np.ndarray]  # float32 images (N x 3 x c x c, or 10 x N x ... for ten-crop), int64 labels
 
@@ -38,7 +56,8 @@ class BatchLoader:
     """Iterate one epoch of (images, labels) batches of a prepared split.
 
     shuffle and drop_last default to True for "train" and False otherwise.
-    workers=0 makes every batch in the calling thread; prefetch is how many
+    workers=0 makes every batch in the calling thread, None one thread per core
+    (NETDSL_LOADER_THREADS overrides); prefetch is how many
     batches may be in flight ahead of the consumer. len() is the number of
     batches this loader yields (from start_batch on); batches_per_epoch counts
     them all.
@@ -55,7 +74,7 @@ class BatchLoader:
         start_batch: int = 0,
         shuffle: bool | None = None,
         drop_last: bool | None = None,
-        workers: int = 2,
+        workers: int | None = None,
         prefetch: int = 3,
         shard=None,
         crops: bool = False,
@@ -66,6 +85,7 @@ class BatchLoader:
         backend that finishes the augmentation on its device."""
         if batch < 1:
             raise ValueError(f"batch size must be positive, got {batch}")
+        workers = default_workers() if workers is None else workers
         if workers < 0 or prefetch < 1:
             raise ValueError(f"need workers >= 0 and prefetch >= 1, got {workers} and {prefetch}")
         self.images, self.labels = prepared.split(split)
@@ -95,10 +115,10 @@ class BatchLoader:
         rng = counter_rng(self.seed, AUGMENT_STREAM, self.epoch, index)
         data = self.prepared
         if self.crops:
-            batch = crop_batch(np.asarray(self.images[rows[part]]), self.spec, rng, data.eigval, data.eigvec,
+            batch = crop_batch(RowView(self.images, rows[part]), self.spec, rng, data.eigval, data.eigvec,
                                within=(part.start, len(rows)))
             return batch, self.labels[rows[part]]
-        images = augment_batch(np.asarray(self.images[rows[part]]), self.spec, rng, data.mean, data.eigval,
+        images = augment_batch(RowView(self.images, rows[part]), self.spec, rng, data.mean, data.eigval,
                                data.eigvec, within=(part.start, len(rows)))
         return images, self.labels[rows[part]]
 

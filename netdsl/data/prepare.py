@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import uuid
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +35,9 @@ import numpy as np
 
 from netdsl import paths
 from netdsl.data.folder import DataWarning, FolderDataset, decode_square, scan_folder
+from netdsl.data.build_folders import OWNER, _owner, remove_abandoned
+from netdsl.data.cache_space import check_space
+from netdsl.data.moments import _Moments
 from netdsl.data.progress import progress_bar
 
 CACHE_FORMAT = 1  # bump when the cache layout or the decoding changes
@@ -95,6 +97,7 @@ def prepare(
 
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(target)
+    check_space(target.parent, len(dataset.train) + len(dataset.val), size, announce=progress)
     # Built beside the target and renamed into place, so a killed run leaves no valid-looking cache.
     building = target.with_name(f".{target.name}.building-{uuid.uuid4().hex[:8]}")
     building.mkdir()
@@ -187,44 +190,6 @@ def _ends(path: Path, size: int) -> bytes:
     return hashlib.sha256(head + tail).digest()
 
 
-OWNER = ".owner"  # "host pid" of the process building a cache folder
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()} {os.getpid()}\n"
-
-
-def _alive(owner: str) -> bool:
-    host, _, pid = owner.strip().partition(" ")
-    if host != socket.gethostname():
-        return True  # another machine's build, on a shared disk: never ours to remove
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_abandoned(target: Path) -> None:
-    """Delete build and stale folders of `target` left by killed runs (a build holds a
-    whole decoded split: hundreds of GB at ImageNet scale). A build whose owner is
-    still running is left alone."""
-    for path in target.parent.glob(f".{target.name}.*-*"):
-        kind = path.name[len(target.name) + 2:].split("-", 1)[0]
-        if kind not in ("building", "stale") or not path.is_dir():
-            continue
-        if kind == "building":
-            try:
-                owner = (path / OWNER).read_text()
-            except OSError:
-                owner = ""  # killed before it wrote its owner, or made by an older netdsl
-            if owner and _alive(owner):
-                continue
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _fingerprint_in(cache_dir: Path) -> str | None:
     try:
         return json.loads((cache_dir / "meta.json").read_text()).get("fingerprint")
@@ -281,45 +246,6 @@ def _decode_split(items, size, images_path, pool, bar, with_moments) -> tuple[li
 def _pool(workers: int):
     # One process needs no pool: decoding in place is simpler to debug and to profile.
     return ProcessPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext()
-
-
-@dataclass
-class _Moments:
-    """Exact running sums over decoded training images, mergeable across workers."""
-
-    images: int
-    pixel_sum: np.ndarray  # size x size x 3 int64
-    channel_outer: np.ndarray  # 3 x 3 float64 sums of products of 0..255 values, integer valued
-
-    @classmethod
-    def zeros(cls, size: int) -> _Moments:
-        return cls(0, np.zeros((size, size, 3), np.int64), np.zeros((3, 3)))
-
-    def add(self, image: np.ndarray) -> None:
-        self.images += 1
-        self.pixel_sum += image
-        planes = np.ascontiguousarray(image.reshape(-1, 3).T, dtype=np.float64)
-        # einsum, not BLAS: a 3 x 3 product is too small to thread, and workers already fill the cores.
-        self.channel_outer += np.einsum("ik,jk->ij", planes, planes)
-
-    def __add__(self, other: _Moments) -> _Moments:
-        return _Moments(
-            self.images + other.images,
-            self.pixel_sum + other.pixel_sum,
-            self.channel_outer + other.channel_outer,
-        )
-
-    def statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mean image (0..255) and the eigen-decomposition of the [0, 1] RGB covariance."""
-        mean = (self.pixel_sum / self.images).astype(np.float32)
-        pixels = self.images * self.pixel_sum.shape[0] * self.pixel_sum.shape[1]
-        centre = self.pixel_sum.sum(axis=(0, 1)) / pixels
-        covariance = (self.channel_outer / pixels - np.outer(centre, centre)) / 255.0**2
-        eigval, eigvec = np.linalg.eigh(covariance)
-        eigval, eigvec = np.clip(eigval[::-1], 0.0, None), eigvec[:, ::-1]
-        # eigh may return either sign; fixing it keeps the cache identical across LAPACK builds.
-        signs = np.sign(eigvec[np.abs(eigvec).argmax(axis=0), np.arange(3)])
-        return mean, eigval, eigvec * signs
 
 
 def _decode_chunk(task: tuple[str, int, list, int, bool]) -> tuple[list[int], _Moments | None]:

@@ -14,7 +14,7 @@ import numpy as np
 from ..compiler import Network, compile_graph
 from ..data.augment import center_crop
 from ..data.folder import decode_square
-from ..data.loader import BatchLoader
+from ..data.loader import BatchLoader, default_workers
 from ..data.prepare import prepare
 from ..data.progress import counted
 from ..distributed import World, attach
@@ -98,7 +98,7 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     source = Path(file).read_text(encoding="utf-8", errors="replace")
     net = network_from_source(source, str(file), overrides)
     options = RunOptions(epochs=epochs or net.train.epochs, batch=batch or net.train.batch,
-                         seed=net.train.seed if seed is None else seed, workers=workers or 2,
+                         seed=net.train.seed if seed is None else seed, workers=workers or default_workers(),
                          save_every=save_every or 0, progress=progress)
     data_plan(net)  # crops against the input, before any data is read
     run_dir = Path(out) if out else Path("runs") / f"{net.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -8,6 +8,7 @@ import pytest
 from netdsl.data.augment import (
     PIXEL_MAX,
     AugmentSpec,
+    RowView,
     Windows,
     add_lighting,
     augment_batch,
@@ -148,3 +149,15 @@ def test_augment_spec_rejects_nonsense(kwargs, message):
 def test_crop_larger_than_the_images_is_an_error(ramp):
     with pytest.raises(ValueError, match="crop 9 is larger than the 8x8"):
         center_crop(ramp(1, 8), 9)
+
+
+def test_row_view_reads_the_cache_as_the_gathered_batch_would(prepared):
+    rows = np.array([1, 4, 5, 9, 20])
+    gathered = np.asarray(prepared.train_images[rows])
+    view = RowView(prepared.train_images, rows)
+    assert len(view) == 5 and view.shape == gathered.shape
+    assert np.array_equal(view[3], gathered[3]) and np.array_equal(view[2, 1:4, ::-1], gathered[2, 1:4, ::-1])
+    for spec in (AugmentSpec(crop=9, flip=True, pca_std=0.1), AugmentSpec.paper_test(8, ten=True)):
+        args = (spec, counter_rng(3, 1, 0, 2), prepared.mean, prepared.eigval, prepared.eigvec)
+        assert np.array_equal(augment_batch(view, *args), augment_batch(gathered, *args[:1], counter_rng(3, 1, 0, 2),
+                                                                          *args[2:]))

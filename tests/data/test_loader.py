@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from netdsl.data.augment import AugmentSpec
-from netdsl.data.loader import BatchLoader
+from netdsl.data.loader import THREADS_SETTING, BatchLoader, default_workers
 
 TRAIN = AugmentSpec(crop=9, flip=True, pca_std=0.1)
 
@@ -60,6 +60,19 @@ def test_same_seed_and_epoch_give_identical_batches_whatever_the_workers(prepare
             assert_same_batches(all_batches(batches), reference)
 
 
+def test_default_threads_follow_the_setting_else_the_cores(prepared, monkeypatch):
+    monkeypatch.delenv(THREADS_SETTING, raising=False)
+    cores = default_workers()
+    assert cores >= 1 and BatchLoader(prepared, "train", 6, TRAIN).workers == cores
+    monkeypatch.setenv(THREADS_SETTING, "5")
+    assert default_workers() == 5 and BatchLoader(prepared, "train", 6, TRAIN).workers == 5
+    reference = all_batches(BatchLoader(prepared, "train", 6, TRAIN, seed=4, epoch=2, workers=0))
+    assert_same_batches(all_batches(BatchLoader(prepared, "train", 6, TRAIN, seed=4, epoch=2)), reference)
+    monkeypatch.setenv(THREADS_SETTING, "many")
+    with pytest.raises(ValueError, match=THREADS_SETTING):
+        default_workers()
+
+
 def test_epochs_and_seeds_change_order_and_augmentation(prepared):
     base = BatchLoader(prepared, "train", 6, TRAIN, seed=4, epoch=2, workers=0)
     for other in (BatchLoader(prepared, "train", 6, TRAIN, seed=4, epoch=3, workers=0),
@@ -105,7 +118,7 @@ def test_an_abandoned_loader_does_not_hang_interpreter_exit(tmp_path):
         """
         import numpy as np
         from netdsl.data.augment import AugmentSpec
-        from netdsl.data.loader import BatchLoader
+        from netdsl.data.loader import THREADS_SETTING, BatchLoader, default_workers
         from netdsl.data.prepare import PreparedData
 
         images = np.zeros((64, 16, 16, 3), np.uint8)
