@@ -111,6 +111,9 @@ class _Builder:
                               "the tower's `on` list places every statement; move this one out of the tower")
         device = check_device(s.device) if s.device is not None else placed
         links = self._links(s, scope)
+        if not links:
+            self._pass_through(s, stmt, scope, tower)
+            return
         seen: dict[str, int] = {}
         previous = None
         for word, call in links:
@@ -144,10 +147,35 @@ class _Builder:
                     raise NetDslError(f"a repetition count must be 0 or more, not {count}",
                                       substitute(call.repeat, self.g.graph["params"]).pos)
             links += [(word, call)] * min(count, 1) + [(word, _chained(call, self.g.graph["params"]))] * (count - 1)
-        if not links:
-            raise NetDslError(f"`{s.name}` repeats its only call 0 times, so it has no layers", s.pos,
-                              "a statement needs at least one layer")
         return links
+
+    def _pass_through(self, s: ast.LayerStmt, stmt: str, scope, tower) -> None:
+        """Every call of `s` used 0 times (`--set n=0` switching a block or layer off): the
+        statement names its input tensor unchanged, so the layers after it read that
+        tensor and their shapes follow from it (an `fc` after it gets the input's size)."""
+        first = blocks.rewrite_call(s.chain[0], scope) if scope is not None else s.chain[0]
+        params = self.g.graph["params"]
+        refs = []
+        for arg in first.args:
+            if arg.key is not None or not blocks.is_tensor_ref(arg.value, params):
+                break
+            refs.append(arg.value)
+        what = "its only call" if len(s.chain) == 1 else f"each of its {len(s.chain)} calls"
+        if len(refs) != 1 or isinstance(refs[0], ast.AllRef):
+            reads = "no tensor" if not refs else f"{len(refs)} tensors" if len(refs) > 1 else "`all` copies"
+            raise NetDslError(f"`{s.name}` repeats {what} 0 times, so it passes its input through, but its first "
+                              f"call reads {reads}", s.pos,
+                              "a statement switched off by `* 0` must read exactly one tensor, which it passes on "
+                              "unchanged; keep one call at least once")
+        entry = self.g.graph["tensors"].get(refs[0].name)
+        if entry is None:
+            known = list(self.g.graph["tensors"]) + list(params)
+            raise NetDslError(f"undefined name `{refs[0].name}`{did_you_mean(refs[0].name, known)}", refs[0].pos,
+                              "a layer reads an input or a statement defined above it")
+        if entry["tower"] != tower and entry["tower"] is not None:
+            raise NetDslError(f"`{s.name}` passes `{refs[0].name}` through from another tower's devices",
+                              refs[0].pos, "keep the statement's call at least once, or define it in that tower")
+        self.g.graph["tensors"][stmt] = {**entry, "nodes": dict(entry["nodes"]), "pos": s.pos, "order": self.order}
 
     def _block_of(self, call: ast.LayerCall) -> ast.BlockDecl | None:
         value = substitute(call.kind, self.g.graph["params"])
