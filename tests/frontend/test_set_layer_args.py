@@ -66,3 +66,13 @@ def test_an_unknown_layer_lists_the_layers(capsys):
 def test_a_bad_value_is_positioned_in_the_setting(capsys):
     err = errors(capsys, "conv1.conv.stride=0")
     assert err.startswith("<--set conv1.conv.stride>:1:1: error: `stride` of conv must be greater than 0")
+
+
+def test_a_bad_param_value_is_reported_where_it_was_given(capsys):
+    # `--set pool=0` makes every maxpool's size 0: the command line is blamed, with its value,
+    # and a note points at the file's use of the param (not the file's own value, 3)
+    err = errors(capsys, "pool=0")
+    first, _, notes = err.partition("\n")
+    assert first == "<--set pool>:1:1: error: `size` of maxpool must be greater than 0, but --set pool gives 0", err
+    assert "hint: the file's value is replaced by `--set pool`" in err
+    assert f"{EXAMPLES / 'alexnet.net'}:" in notes and ": note: `size` of maxpool reads `pool` here" in notes

@@ -148,7 +148,7 @@ SET_NAMES = ["act", "pool", "batch", "epochs", "seed", "optimizer", "optimizer.l
 
 @budget(150)
 @given(sets=st.lists(st.tuples(st.sampled_from(SET_NAMES), values), min_size=1, max_size=3),
-       example=st.sampled_from(["lenet.net", "cifar.net"]))
+       example=st.sampled_from(["lenet.net", "cifar.net", "alexnet.net"]))  # alexnet: `pool` is a param
 def test_generated_set_values(sets, example):
     argv = ["info", str(EXAMPLES / example)]
     for name, value in sets:
