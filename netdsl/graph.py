@@ -217,7 +217,8 @@ class _Builder:
     def apply_layer_overrides(self, overrides: dict[str, ast.Value]) -> None:
         """`--set LAYER.ARG=value`, LAYER as `netdsl info` prints it less `@device` (every
         tower copy follows), a block's layers by their full name (`layer1.basic.c1.conv`:
-        one use, not the block). The value wins over the call's own and `defaults`."""
+        one use), or `BLOCK.LAYER` as named inside the block (`basic.c1.conv`: every use).
+        The value wins over the call's own and `defaults`."""
         layers = {n: d for n, d in self.g.nodes(data=True) if d.is_layer}
         for key, value in overrides.items():
             name, _, arg = key.rpartition(".")
@@ -228,6 +229,24 @@ class _Builder:
                                       hint=f"{kind} takes: {', '.join(names) or 'no arguments'}")
                 layers[name].overrides[arg] = ast.Arg(arg, value, value.pos)
                 continue
+            every = self._in_every_use(name, layers)
+            if every:
+                for layer in every:
+                    kind, names = self._arg_names(layers[layer])
+                    if names is not None and arg not in names:
+                        raise NetDslError(f"--set: {name} ({kind}, in every use of block `{name.split('.')[0]}`) "
+                                          f"has no argument `{arg}`{did_you_mean(arg, names)}",
+                                          hint=f"{kind} takes: {', '.join(names) or 'no arguments'}")
+                    layers[layer].overrides[arg] = ast.Arg(arg, value, value.pos)
+                continue
+            block = name.split(".")[0]
+            if block in self.blocks:
+                inner = self._block_layers(block, layers)
+                wrong = name[len(block) + 1:]
+                raise NetDslError(f"--set: block `{block}` has no layer `{wrong}`{did_you_mean(wrong, inner)}"
+                                  if wrong else f"--set: `{block}` is a block, not a layer",
+                                  hint=f"its layers, as named inside it (`--set {block}.LAYER.ARGUMENT` sets one in "
+                                       f"every use): {', '.join(inner) or 'none used in this network'}")
             inside = [f"{n}.{arg}" for n, d in layers.items()
                       if d.stmt == name and arg in (self._arg_names(d)[1] or ())]
             if inside:
@@ -238,7 +257,25 @@ class _Builder:
             raise NetDslError(f"--set: unknown name `{key}`{did_you_mean(key, every)}",
                               hint=f"names --set accepts here: {', '.join(known)}; and LAYER.ARGUMENT for "
                                    f"these layers (as `netdsl info` names them, without @device): "
-                                   f"{', '.join(layers)}")
+                                   f"{', '.join(layers)}" + (f"; or BLOCK.LAYER.ARGUMENT, the layer named as "
+                                   f"inside the block, for every use of {', '.join(sorted(self.blocks))}"
+                                   if self.blocks else ""))
+
+    def _in_every_use(self, path: str, layers: dict[str, Node]) -> list[str]:
+        """`BLOCK.LAYER` (`basic.c1.conv`): that layer in every use of the block, the
+        layer named as inside the block's body, wherever and however deep it is used."""
+        block, _, inner = path.partition(".")
+        if block not in self.blocks or not inner:
+            return []
+        return [n for n, d in layers.items()
+                if d.uses and d.uses[-1][0] == block and n[len(d.stmt.rpartition(".")[0]) + 1:] == inner]
+
+    @staticmethod
+    def _block_layers(block: str, layers: dict[str, Node]) -> list[str]:
+        """The layers written in `block`'s body, named as inside it: a layer's statement
+        is `USE.STATEMENT`, so what follows the use's name is the same in every use."""
+        return sorted({n[len(d.stmt.rpartition(".")[0]) + 1:] for n, d in layers.items()
+                       if d.uses and d.uses[-1][0] == block})
 
     def _arg_names(self, node: Node) -> tuple[str, list[str] | None]:
         """A layer node's kind and argument names (None: not a known kind, resolve_names says so)."""

@@ -143,12 +143,13 @@ def test_generated_files(tmp_path_factory, text):
 
 
 SET_NAMES = ["act", "pool", "batch", "epochs", "seed", "optimizer", "optimizer.lr", "optimizer.momentum",
-             "schedule", "schedule.every", "augment", "test", "nope", "optimizer.nope", "x", ""]
+             "schedule", "schedule.every", "augment", "test", "nope", "optimizer.nope", "x", "",
+             "basic.c1.conv.stride", "basic.c9.conv.stride", "basic.c1.conv.nope", "basic.stride", "basic"]
 
 
 @budget(150)
 @given(sets=st.lists(st.tuples(st.sampled_from(SET_NAMES), values), min_size=1, max_size=3),
-       example=st.sampled_from(["lenet.net", "cifar.net", "alexnet.net"]))  # alexnet: `pool` is a param
+       example=st.sampled_from(["lenet.net", "cifar.net", "alexnet.net", "resnet18.net"]))  # params, blocks
 def test_generated_set_values(sets, example):
     argv = ["info", str(EXAMPLES / example)]
     for name, value in sets:
