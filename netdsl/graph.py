@@ -130,6 +130,9 @@ class _Builder:
                               "the tower's `on` list places every statement; move this one out of the tower")
         device = check_device(s.device) if s.device is not None else placed
         links = self._links(s, scope)
+        if not links:
+            self._pass_through(s, stmt, scope, tower)
+            return
         seen: dict[str, int] = {}
         previous = None
         for word, call in links:
@@ -163,10 +166,35 @@ class _Builder:
                     raise NetDslError(f"a repetition count must be 0 or more, not {count}",
                                       substitute(call.repeat, self.g.graph["params"]).pos)
             links += [(word, call)] * min(count, 1) + [(word, _chained(call, self.g.graph["params"]))] * (count - 1)
-        if not links:
-            raise NetDslError(f"`{s.name}` repeats its only call 0 times, so it has no layers", s.pos,
-                              "a statement needs at least one layer")
         return links
+
+    def _pass_through(self, s: ast.LayerStmt, stmt: str, scope, tower) -> None:
+        """Every call of `s` used 0 times (`--set n=0` switching a block or layer off): the
+        statement names its input tensor unchanged, so the layers after it read that
+        tensor and their shapes follow from it (an `fc` after it gets the input's size)."""
+        first = blocks.rewrite_call(s.chain[0], scope) if scope is not None else s.chain[0]
+        params = self.g.graph["params"]
+        refs = []
+        for arg in first.args:
+            if arg.key is not None or not blocks.is_tensor_ref(arg.value, params):
+                break
+            refs.append(arg.value)
+        what = "its only call" if len(s.chain) == 1 else f"each of its {len(s.chain)} calls"
+        if len(refs) != 1 or isinstance(refs[0], ast.AllRef):
+            reads = "no tensor" if not refs else f"{len(refs)} tensors" if len(refs) > 1 else "`all` copies"
+            raise NetDslError(f"`{s.name}` repeats {what} 0 times, so it passes its input through, but its first "
+                              f"call reads {reads}", s.pos,
+                              "a statement switched off by `* 0` must read exactly one tensor, which it passes on "
+                              "unchanged; keep one call at least once")
+        entry = self.g.graph["tensors"].get(refs[0].name)
+        if entry is None:
+            known = list(self.g.graph["tensors"]) + list(params)
+            raise NetDslError(f"undefined name `{refs[0].name}`{did_you_mean(refs[0].name, known)}", refs[0].pos,
+                              "a layer reads an input or a statement defined above it")
+        if entry["tower"] != tower and entry["tower"] is not None:
+            raise NetDslError(f"`{s.name}` passes `{refs[0].name}` through from another tower's devices",
+                              refs[0].pos, "keep the statement's call at least once, or define it in that tower")
+        self.g.graph["tensors"][stmt] = {**entry, "nodes": dict(entry["nodes"]), "pos": s.pos, "order": self.order}
 
     def _block_of(self, call: ast.LayerCall) -> ast.BlockDecl | None:
         value = substitute(call.kind, self.g.graph["params"])
@@ -208,7 +236,8 @@ class _Builder:
     def apply_layer_overrides(self, overrides: dict[str, ast.Value]) -> None:
         """`--set LAYER.ARG=value`, LAYER as `netdsl info` prints it less `@device` (every
         tower copy follows), a block's layers by their full name (`layer1.basic.c1.conv`:
-        one use, not the block). The value wins over the call's own and `defaults`."""
+        one use), or `BLOCK.LAYER` as named inside the block (`basic.c1.conv`: every use).
+        The value wins over the call's own and `defaults`."""
         layers = {n: d for n, d in self.g.nodes(data=True) if d.is_layer}
         for key, value in overrides.items():
             name, _, arg = key.rpartition(".")
@@ -219,6 +248,24 @@ class _Builder:
                                       hint=f"{kind} takes: {', '.join(names) or 'no arguments'}")
                 layers[name].overrides[arg] = ast.Arg(arg, value, value.pos)
                 continue
+            every = self._in_every_use(name, layers)
+            if every:
+                for layer in every:
+                    kind, names = self._arg_names(layers[layer])
+                    if names is not None and arg not in names:
+                        raise NetDslError(f"--set: {name} ({kind}, in every use of block `{name.split('.')[0]}`) "
+                                          f"has no argument `{arg}`{did_you_mean(arg, names)}",
+                                          hint=f"{kind} takes: {', '.join(names) or 'no arguments'}")
+                    layers[layer].overrides[arg] = ast.Arg(arg, value, value.pos)
+                continue
+            block = name.split(".")[0]
+            if block in self.blocks:
+                inner = self._block_layers(block, layers)
+                wrong = name[len(block) + 1:]
+                raise NetDslError(f"--set: block `{block}` has no layer `{wrong}`{did_you_mean(wrong, inner)}"
+                                  if wrong else f"--set: `{block}` is a block, not a layer",
+                                  hint=f"its layers, as named inside it (`--set {block}.LAYER.ARGUMENT` sets one in "
+                                       f"every use): {', '.join(inner) or 'none used in this network'}")
             inside = [f"{n}.{arg}" for n, d in layers.items()
                       if d.stmt == name and arg in (self._arg_names(d)[1] or ())]
             if inside:
@@ -229,7 +276,25 @@ class _Builder:
             raise NetDslError(f"--set: unknown name `{key}`{did_you_mean(key, every)}",
                               hint=f"names --set accepts here: {', '.join(known)}; and LAYER.ARGUMENT for "
                                    f"these layers (as `netdsl info` names them, without @device): "
-                                   f"{', '.join(layers)}")
+                                   f"{', '.join(layers)}" + (f"; or BLOCK.LAYER.ARGUMENT, the layer named as "
+                                   f"inside the block, for every use of {', '.join(sorted(self.blocks))}"
+                                   if self.blocks else ""))
+
+    def _in_every_use(self, path: str, layers: dict[str, Node]) -> list[str]:
+        """`BLOCK.LAYER` (`basic.c1.conv`): that layer in every use of the block, the
+        layer named as inside the block's body, wherever and however deep it is used."""
+        block, _, inner = path.partition(".")
+        if block not in self.blocks or not inner:
+            return []
+        return [n for n, d in layers.items()
+                if d.uses and d.uses[-1][0] == block and n[len(d.stmt.rpartition(".")[0]) + 1:] == inner]
+
+    @staticmethod
+    def _block_layers(block: str, layers: dict[str, Node]) -> list[str]:
+        """The layers written in `block`'s body, named as inside it: a layer's statement
+        is `USE.STATEMENT`, so what follows the use's name is the same in every use."""
+        return sorted({n[len(d.stmt.rpartition(".")[0]) + 1:] for n, d in layers.items()
+                       if d.uses and d.uses[-1][0] == block})
 
     def _arg_names(self, node: Node) -> tuple[str, list[str] | None]:
         """A layer node's kind and argument names (None: not a known kind, resolve_names says so)."""

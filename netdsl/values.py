@@ -50,6 +50,19 @@ def substitute(value: ast.Value, params: dict[str, ast.Value], seen=()) -> ast.V
     return value
 
 
+def from_command_line(value: ast.Value, params: dict[str, ast.Value]) -> ast.Value | None:
+    """The `--set` value a param name stands for (at its `<--set NAME>` position), or None
+    when the value is the file's: a complaint about it then points at the command line,
+    where the user typed it, not at the file's line that only names the param."""
+    seen = ()
+    while isinstance(value, ast.Name) and value.name in params and value.name not in seen:
+        seen += (value.name,)
+        value = params[value.name]
+        if value.pos.file.startswith("<--set "):
+            return value
+    return None
+
+
 def _whole(value: ast.Value, params, seen, expr: ast.BinOp) -> int:
     operand = substitute(value, params, seen)
     if isinstance(operand, ast.Num) and (isinstance(operand.value, int) or float(operand.value).is_integer()):

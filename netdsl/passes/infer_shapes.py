@@ -43,7 +43,10 @@ def _infer(g: nx.DiGraph, name: str, node: Node) -> None:
     try:
         node.shape = tuple(layer.output_shape(node.args, in_shapes))
     except ShapeError as exc:
-        raise NetDslError(f"{node.kind} `{name}`: {exc.message}", node.pos, exc.hint) from None
+        message = exc.message
+        if "concat" in layer.traits:  # its message counts the inputs in reading order: name them
+            message += " (inputs: " + ", ".join(f"{i} `{u}`" for i, u in enumerate(ordered_inputs(g, name), 1)) + ")"
+        raise NetDslError(f"{node.kind} `{name}`: {message}", node.pos, exc.hint) from None
     node.params = {k: tuple(v) for k, v in layer.param_shapes(node.args, in_shapes).items()}
     _check_size(name, node)
     node.macs = int(layer.macs(node.args, in_shapes, node.shape))

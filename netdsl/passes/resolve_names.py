@@ -23,7 +23,7 @@ from ..blocks import noted
 from ..errors import NetDslError, did_you_mean
 from ..layers import REGISTRY
 from ..nodes import Node, Part, Role
-from ..values import coerce, substitute
+from ..values import coerce, from_command_line, show, substitute
 
 
 def _kind(call: ast.LayerCall, params) -> str:
@@ -101,8 +101,15 @@ def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Ar
         value = coerce(f"`{spec.name}` of {kind}", spec.type, source.value, params)
         complaint = spec.check(value) if spec.check and value is not None else None
         if complaint:
-            raise NetDslError(f"`{spec.name}` of {kind} {complaint}", source.value.pos,
-                              f"{kind}({spec.name}=...): {spec.doc}" if spec.doc else None)
+            given_set = from_command_line(source.value, params)
+            if given_set is None:
+                raise NetDslError(f"`{spec.name}` of {kind} {complaint}", source.value.pos,
+                                  f"{kind}({spec.name}=...): {spec.doc}" if spec.doc else None)
+            option = given_set.pos.file.strip("<>")
+            raise NetDslError(f"`{spec.name}` of {kind} {complaint}, but {option} gives {show(given_set)}",
+                              given_set.pos, f"the file's value is replaced by `{option}`; give it a value that "
+                              f"fits").note(f"`{spec.name}` of {kind} reads `{source.value.name}` here",
+                                            source.value.pos)
         values[spec.name] = value
     for key, setting in defaults.items():
         if key not in names:

@@ -66,6 +66,20 @@ def test_repetition_is_the_call_written_out():
     assert layers(g) == ["f", "loss", "s.conv", "s.conv2"]
 
 
+def test_a_statement_used_zero_times_passes_its_input_through():
+    stem = "param n = 1\nstem = conv(image, 4, size=3, pad=1)\n"
+    g = graph(BASIC + stem + "s = basic(stem, 4) * n\n", n=0)  # `--set n=0` switches the block off
+    assert layers(g) == ["f", "loss", "stem"] and ordered_inputs(g, "f") == ["stem"]
+    assert g.nodes["f"].params["weight"] == (10, 4 * 16 * 16)  # shapes follow the tensor passed on
+    assert "s.c1.conv" in layers(graph(BASIC + stem + "s = basic(stem, 4) * n\n"))
+    g = graph("s = relu(image) * 0 -> conv(8, size=3) * 0\n")  # every call of the chain off
+    assert layers(g) == ["f", "loss"] and ordered_inputs(g, "f") == ["image"]
+    # inside a block: a stage of zero units gives the block's input as its output
+    stage = BASIC + "block stage(a, w, n) { units = basic(a, w) * n }\nt = conv(image, 4, size=1)\n"
+    g = graph(stage + "s = stage(t, 4, 0) -> relu\n")
+    assert ordered_inputs(g, "s.relu") == ["t"] and not any(".units" in n for n in layers(g))
+
+
 def test_arithmetic_wherever_a_number_goes():
     g = graph("param w = 6\ns = conv(image, 2 * w, size=w / 2, pad=(w - 2) / 4) -> maxpool(w - 4)\n"
               "train { batch = 4 * w + 1 }\n")
@@ -145,7 +159,10 @@ def test_errors_inside_a_block_point_at_the_line_and_the_use(tmp_path, capsys, b
     ("block b(a) { }\ns = b(image)\n", (3, 7), "has no statements"),
     ("block b(a) { o = relu(a) }\nb = relu(image)\ns = b(b)\n", (4, 1), "duplicate name `b`"),
     ("s = conv(image, 4, size=3) * -1\n", (3, 30), "0 or more"),
-    ("s = relu(image) * 0\n", (3, 1), "repeats its only call 0 times"),
+    ("s = concat(image, image) * 0\n", (3, 1), "repeats its only call 0 times, so it passes its input through, "
+                                                "but its first call reads 2 tensors"),
+    ("s = concat(image, image) * 0 -> relu * 0\n", (3, 1), "repeats each of its 2 calls 0 times"),
+    (BASIC + "s = basic(imag, 3) * 0\n", (7, 11), "undefined name `imag` (did you mean `image`?)"),
     ("s = conv(image, 4 / 0, size=3)\n", (3, 17), "divides by zero"),
     ("s = conv(image, 2 * 1.5, size=3)\n", (3, 21), "arithmetic takes whole numbers"),
     ("s = conv(image, 2 * q, size=3)\n", (3, 21), "`q` is not a param"),

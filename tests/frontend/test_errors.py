@@ -91,6 +91,21 @@ def test_unknown_set_lists_known_names(tmp_path, capsys):
     assert re.search(r"hint: names --set accepts here: act, batch", err), err
 
 
+def test_concat_names_the_input_that_differs_and_suggests_padding(tmp_path, capsys):
+    body = "a = conv(image, 4, size=3)\nb = conv(image, 4, size=5)\nc = concat(a, b)\n"
+    code, err, path = run(tmp_path, capsys, body)
+    assert code == 2 and err.startswith(f"{path}:5:5: error: concat `c`: cannot concatenate"), err
+    assert "input 2 (4x28x28) differs from input 1 (4x30x30) (inputs: 1 `a`, 2 `b`)" in err
+    assert "input 2 is 2 pixel(s) smaller than input 1" in err and "padding it (pad=1) keeps the size" in err
+    # an odd gap needs one more row and column than a symmetric pad gives
+    _, err, _ = run(tmp_path, capsys, "a = conv(image, 4, size=2)\nb = conv(image, 4, size=1)\nc = concat(a, b)\n")
+    assert "input 1 is 1 pixel(s) smaller than input 2" in err and "(pad=0, and one more row and column)" in err
+    # spatial sizes that no padding explains get the plain rule
+    _, err, _ = run(tmp_path, capsys, "a = conv(image, 4, size=3)\nb = conv(image, 4, size=3, stride=2)\n"
+                                      "c = concat(a, b)\n")
+    assert "hint: inputs joined by `all` or listed together must have the same height and width\n" in err, err
+
+
 def test_missing_file(capsys):
     assert main(["info", "/nonexistent/x.net"]) == 2
     assert "network file /nonexistent/x.net does not exist" in capsys.readouterr().err

@@ -34,8 +34,29 @@ def test_a_block_layer_is_set_in_one_use():
     assert g.nodes["layer1.basic2.c1.batchnorm"].args["eps"] == 1e-5
 
 
-def errors(capsys, *settings) -> str:
-    argv = ["info", str(EXAMPLES / "alexnet.net")]
+def test_block_dot_layer_reaches_every_use():
+    # `basic.c1.batchnorm`: the layer as named inside the block, in each of its four uses
+    g = compile_graph(EXAMPLES / "resnet18.net", overrides={"basic.c1.batchnorm.eps": "0.001"})
+    eps = {n: d.args["eps"] for n, d in g.nodes(data=True) if d.is_layer and d.kind == "batchnorm"}
+    assert [n for n, e in eps.items() if e == 0.001] == [
+        "layer1.basic.c1.batchnorm", "layer1.basic2.c1.batchnorm", "layer2.basic.c1.batchnorm",
+        "layer3.basic.c1.batchnorm", "layer4.basic.c1.batchnorm"]
+    assert eps["layer2.down.c1.batchnorm"] == eps["layer1.basic.c2.batchnorm"] == 1e-5  # other blocks, layers
+
+
+def test_a_bad_block_path_lists_the_blocks_layers(capsys):
+    err = errors(capsys, "basic.c9.conv.stride=2", file="resnet18.net")
+    assert err.startswith("error: --set: block `basic` has no layer `c9.conv` (did you mean `c2.conv`?)")
+    assert "c1.batchnorm, c1.conv, c1.relu, c2.add, c2.batchnorm, c2.conv, c2.relu" in err
+    err = errors(capsys, "basic.c1.conv.strde=2", file="resnet18.net")
+    assert "basic.c1.conv (conv, in every use of block `basic`) has no argument `strde`" in err
+    assert "`basic` is a block, not a layer" in errors(capsys, "basic.stride=2", file="resnet18.net")
+    err = errors(capsys, "layer9.conv.stride=2", file="resnet18.net")
+    assert "or BLOCK.LAYER.ARGUMENT, the layer named as inside the block, for every use of basic, down" in err
+
+
+def errors(capsys, *settings, file="alexnet.net") -> str:
+    argv = ["info", str(EXAMPLES / file)]
     for setting in settings:
         argv += ["--set", setting]
     assert main(argv) == 2
@@ -66,3 +87,13 @@ def test_an_unknown_layer_lists_the_layers(capsys):
 def test_a_bad_value_is_positioned_in_the_setting(capsys):
     err = errors(capsys, "conv1.conv.stride=0")
     assert err.startswith("<--set conv1.conv.stride>:1:1: error: `stride` of conv must be greater than 0")
+
+
+def test_a_bad_param_value_is_reported_where_it_was_given(capsys):
+    # `--set pool=0` makes every maxpool's size 0: the command line is blamed, with its value,
+    # and a note points at the file's use of the param (not the file's own value, 3)
+    err = errors(capsys, "pool=0")
+    first, _, notes = err.partition("\n")
+    assert first == "<--set pool>:1:1: error: `size` of maxpool must be greater than 0, but --set pool gives 0", err
+    assert "hint: the file's value is replaced by `--set pool`" in err
+    assert f"{EXAMPLES / 'alexnet.net'}:" in notes and ": note: `size` of maxpool reads `pool` here" in notes

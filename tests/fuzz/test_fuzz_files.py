@@ -109,6 +109,10 @@ def plausible_net(draw) -> str:
         use = draw(st.sampled_from(["blk(4)", "blk(w)", "blk(w, k=1)", "blk(4) * 2", "blk(w) * 0", "blk(k=5)",
                                     "blk(4, 5, 6)", "blk(4, kk=1)"]))
         first = f"a = conv(image, {draw(st.integers(1, 8))}, size={draw(st.integers(1, 5))}) -> {use}"
+        if draw(st.booleans()):  # the whole statement switched off: it passes its one input through, or says why not
+            first = "a = " + draw(st.sampled_from(["blk(image, w) * 0", "blk(image, 4) * (w - w)", "relu(image) * 0",
+                                                   "concat(image, image) * 0", "blk(imag, 4) * 0", "blk(w) * 0",
+                                                   "relu(image) * 0 -> blk(4) * 0 -> relu * 0", "blk(image) * -1"]))
     lines.append("tower on gpu0, gpu1 { " + first + " }" if tower else first)
     reads = "all a" if tower else draw(st.sampled_from(["a", "a, a", "image", "a, image"]))
     lines.append(f"f = fc({reads}, {draw(st.sampled_from(['10', '10', '9', '0', '1e30']))})"
@@ -139,12 +143,13 @@ def test_generated_files(tmp_path_factory, text):
 
 
 SET_NAMES = ["act", "pool", "batch", "epochs", "seed", "optimizer", "optimizer.lr", "optimizer.momentum",
-             "schedule", "schedule.every", "augment", "test", "nope", "optimizer.nope", "x", ""]
+             "schedule", "schedule.every", "augment", "test", "nope", "optimizer.nope", "x", "",
+             "basic.c1.conv.stride", "basic.c9.conv.stride", "basic.c1.conv.nope", "basic.stride", "basic"]
 
 
 @budget(150)
 @given(sets=st.lists(st.tuples(st.sampled_from(SET_NAMES), values), min_size=1, max_size=3),
-       example=st.sampled_from(["lenet.net", "cifar.net"]))
+       example=st.sampled_from(["lenet.net", "cifar.net", "alexnet.net", "resnet18.net"]))  # params, blocks
 def test_generated_set_values(sets, example):
     argv = ["info", str(EXAMPLES / example)]
     for name, value in sets:
