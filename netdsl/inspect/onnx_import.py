@@ -311,7 +311,24 @@ def _fold(g: Graph, node) -> bool:
         if g.alias[node.output[0]] in g.consts:
             g.consts[node.output[0]] = g.consts[g.alias[node.output[0]]]
         return True
+    if node.input and all(not t or g.name(t) in g.consts for t in node.input):  # shape arithmetic on constants
+        g.consts.update(zip(node.output, _evaluate(g, node)))
+        return True
     return False
+
+
+def _evaluate(g: Graph, node) -> list[np.ndarray]:
+    """The outputs of a node whose inputs are all constants (Unsqueeze of a PRelu slope, a
+    reshape's computed shape), by onnx's reference implementation of the op."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+    inputs = [t for t in node.input if t]
+    graph = helper.make_graph([node], "fold", [helper.make_tensor_value_info(t, 0, None) for t in inputs],
+                              [helper.make_tensor_value_info(t, 0, None) for t in node.output if t])
+    try:
+        return ReferenceEvaluator(helper.make_model(graph)).run(None, {t: g.consts[g.name(t)] for t in inputs})
+    except Exception as exc:  # noqa: BLE001 - the reference evaluator raises many kinds
+        raise _unsupported(node, f"its constant inputs could not be folded ({type(exc).__name__})") from None
 
 
 class Names:
