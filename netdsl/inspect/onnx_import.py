@@ -56,6 +56,7 @@ class Graph:
         self.nh = numpy_helper
         self.consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         self.alias: dict[str, str] = {}
+        self.shapes: dict[str, list] = {}  # tensor -> its full shape by ONNX's shape inference, batch first
 
     def name(self, tensor: str) -> str:
         while tensor in self.alias:
@@ -245,9 +246,16 @@ def flatten(g: Graph, node) -> Layer:
 
 
 def reshape(g: Graph, node) -> Layer:
-    shape = g.const(node, 1, "shape")
-    if shape.size != 2 or shape[1] == 0 and shape[0] == 0 or shape[0] not in (-1, 0) and shape[1] != -1:
-        raise _unsupported(node, f"only a reshape to 2-d (batch, features) can be expressed, not {shape.tolist()}")
+    """Only (batch, features): `x.view(x.size(0), -1)`, `x.reshape(-1, C*H*W)`, the batch
+    written as the exported one (a shape computed from a fixed-size input is folded to it)."""
+    shape = [int(v) for v in g.const(node, 1, "shape").reshape(-1)]
+    full = g.shapes.get(g.name(node.input[0]), [])
+    features = int(np.prod(full[1:])) if all(isinstance(v, int) for v in full[1:]) and full else None
+    batch = full[0] if full else None
+    ok = len(shape) == 2 and features is not None and (
+        shape[0] in (0, batch) and shape[1] in (-1, features) or shape[0] == -1 and shape[1] == features)
+    if not ok:
+        raise _unsupported(node, f"only a reshape to 2-d (batch, features) can be expressed, not {shape}")
     return Layer("flatten", [node.input[0]])
 
 
@@ -310,6 +318,10 @@ def _fold(g: Graph, node) -> bool:
         g.alias[node.output[0]] = g.name(node.input[0])
         if g.alias[node.output[0]] in g.consts:
             g.consts[node.output[0]] = g.consts[g.alias[node.output[0]]]
+        return True
+    if node.op_type == "Shape" and all(isinstance(v, int) for v in g.shapes.get(g.name(node.input[0]), ["?"])):
+        a = attrs(node)
+        g.consts[node.output[0]] = np.array(g.shapes[g.name(node.input[0])][a.get("start", 0):a.get("end")], np.int64)
         return True
     if node.input and all(not t or g.name(t) in g.consts for t in node.input):  # shape arithmetic on constants
         g.consts.update(zip(node.output, _evaluate(g, node)))
@@ -378,7 +390,8 @@ def convert(model, network: str):
     shapes = {}
     for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
         dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else "?" for d in dims][1:]
+        g.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else "?" for d in dims]
+        shapes[vi.name] = g.shapes[vi.name][1:]
     inputs = [i for i in model.graph.input if i.name not in g.consts]
     if len(inputs) != 1:
         raise NetDslError(f"the model has {len(inputs)} inputs; netdsl networks have one image input")

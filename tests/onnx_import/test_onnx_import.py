@@ -93,13 +93,21 @@ def small_nin():
 def plain_cnn():
     return nn.Sequential(nn.Conv2d(3, 8, 5, padding=2, dilation=1), nn.ReLU(),  # torch exports LocalResponseNorm as primitives, not LRN
                          nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2), nn.Tanh(),
-                         nn.AvgPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(8 * 4 * 4, 12), nn.Sigmoid(),
+                         nn.AvgPool2d(2), View(), nn.Dropout(0.5), nn.Linear(8 * 4 * 4, 12), nn.Sigmoid(),
                          nn.Linear(12, 4))
+
+
+class View(nn.Module):
+    """`x.view(x.size(0), -1)`: Shape, Gather, Concat and Reshape in the exported graph."""
+
+    def forward(self, x):
+        return x.view(x.size(0), -1)
 
 
 @pytest.mark.parametrize("make", [small_resnet, small_nin, plain_cnn])
 @pytest.mark.parametrize("fold", [True, False])
-def test_pytorch_module_imported(tmp_path, make, fold):
+@pytest.mark.parametrize("opset", [13, 18])
+def test_pytorch_module_imported(tmp_path, make, fold, opset):
     torch.manual_seed(0)
     module = make()
     for m in module.modules():
@@ -110,7 +118,7 @@ def test_pytorch_module_imported(tmp_path, make, fold):
     module.eval()
     images = torch.randn(3, 3, 16, 16)
     kwargs = {} if fold else {"training": torch.onnx.TrainingMode.PRESERVE}
-    torch.onnx.export(module, images, str(tmp_path / "m.onnx"), opset_version=17, dynamo=False,
+    torch.onnx.export(module, images, str(tmp_path / "m.onnx"), opset_version=opset, dynamo=False,
                       do_constant_folding=fold, **kwargs)
     with torch.no_grad():
         expected = module(images).numpy()
