@@ -426,9 +426,7 @@ def convert(model, network: str):
         name = names.new(node.name or node.output[0])
         tensor_name[node.output[0]] = name
         call = ", ".join(sources + layer.args)
-        shape = shapes.get(node.output[0])
-        comment = f"   # {_shape_text(shape)}" if shape else ""
-        lines.append(f"{name} = {layer.kind}({call}){comment}")
+        lines.append((name, f"{name} = {layer.kind}({call})"))
         arrays |= {f"param/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.params.items()}
         arrays |= {f"state/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.state.items()}
     scores = _scores(g, outputs, softmaxed, tensor_name)
@@ -439,9 +437,24 @@ def convert(model, network: str):
               f"{max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default='?')}).",
               f"network {network}", "", f"input image : {_shape_text(image_shape)}",
               f"input label : {classes} classes", ""]
-    text = "\n".join(header + lines + [f"loss = softmax_loss({scores[1]}, label)", ""])
+    body = [text for _, text in lines] + [f"loss = softmax_loss({scores[1]}, label)", ""]
+    net = _checked(network, "\n".join(header + body))
+    width = max((len(text) for _, text in lines), default=0)
+    body[:len(lines)] = [f"{text:<{width}}   # {_shape_text(net.graph.nodes[name].shape)}" for name, text in lines]
+    text = "\n".join(header + body)
     arrays |= {"meta/steps": np.int64(0), "meta/lr": np.float64(0.0), "meta/seed": np.int64(0)}
     return text, arrays
+
+
+def _checked(network: str, text: str):
+    """The written network, built by netdsl itself: its shapes are the comments, and a file
+    netdsl would refuse is never written."""
+    from ..train.launch import network_from_source
+    try:
+        return network_from_source(text, f"{network}.net", {})
+    except NetDslError as err:
+        raise NetDslError(f"the imported network is not valid netdsl: {err.message}",
+                          hint="please report it with the model; the importer should have refused the op") from None
 
 
 def _scores(g: Graph, outputs, softmaxed, tensor_name) -> tuple[str, str]:
