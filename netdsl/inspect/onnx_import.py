@@ -344,7 +344,7 @@ def _evaluate(g: Graph, node) -> list[np.ndarray]:
 
 
 class Names:
-    """Valid, unique .net names from ONNX node names (`/layer1/layer1.0/conv1/Conv` -> layer1_0_conv1)."""
+    """Valid, unique .net names from ONNX node names (`/layer1/layer1.0/conv1/Conv` -> layer1_layer1_0_conv1)."""
     RESERVED = {"image", "label", "loss", "scores", "network", "input", "param", "block", "defaults", "train",
                 "tower", "on", "all", "true", "false", "none", "same"}
 

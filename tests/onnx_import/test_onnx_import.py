@@ -161,3 +161,26 @@ def test_unsupported_is_one_line_and_writes_nothing(tmp_path, capsys, case):
     assert f"`{node.name}`" in err and node.op_type in err and missing in err, err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+
+
+def test_matmul_and_gemm_variants_against_onnxruntime(tmp_path):
+    """MatMul by a constant, and Gemm with transB=0, alpha and beta, as onnxruntime computes them."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    r = np.random.default_rng(3)
+    inits = {"w1": r.standard_normal((36, 5)), "w2": r.standard_normal((5, 3)), "c2": r.standard_normal(3)}
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "w1"], ["h"], name="mm"),
+             helper.make_node("Relu", ["h"], ["a"], name="act"),
+             helper.make_node("Gemm", ["a", "w2", "c2"], ["y"], name="out", alpha=0.5, beta=2.0)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "m.onnx")
+    images = r.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(["y"], {"x": images})[0]
+    net, _, logits = imported_logits(tmp_path, tmp_path / "m.onnx", images)
+    assert rel_err(logits, expected) <= RTOL
+    assert "fc(flat, 5)" in (tmp_path / "imported.net").read_text()
