@@ -42,7 +42,11 @@ def param_count(net) -> int:
     return sum(int(np.prod(s)) for n in g if g.nodes[n].is_layer for s in g.nodes[n].params.values())
 
 
-@pytest.mark.parametrize("name", ["lenet", "cifar", "nin-cifar", "resnet20-cifar"])
+BIG = ["alexnet", "alexnet-1gpu", "alexnet-groups", "zfnet", "resnet18", "vgg16"]
+
+
+@pytest.mark.parametrize("name", ["lenet", "cifar", "nin-cifar", "resnet20-cifar"]
+                         + [pytest.param(n, marks=pytest.mark.slow) for n in BIG])
 def test_export_then_import_round_trip(tmp_path, name):
     source = (EXAMPLES / f"{name}.net").read_text()
     net = network_from_source(source, f"{name}.net", {})
