@@ -67,6 +67,7 @@ def _allowed(node, a: dict, ok: set[str]):
     if extra:
         raise _unsupported(node, f"attribute `{extra[0]}` is not supported")
 
+
 def _pair(values) -> str:
     h, w = values
     return str(h) if h == w else f"[{h}, {w}]"
@@ -80,8 +81,11 @@ def _symmetric_pads(node, pads, auto_pad) -> list[int]:
         raise _unsupported(node, f"asymmetric pads {pads} cannot be expressed (netdsl pads both sides alike)")
     return pads[:2]
 
+
 def _num(x) -> str:
-    return repr(float(np.float32(x))) if not float(x).is_integer() else str(int(x)) if abs(x) < 1e15 else repr(x)
+    """The shortest text that reads back as the same float32 (attributes are float32 in ONNX)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else str(np.float32(x))
+
 
 def _fold(g: Graph, node) -> bool:
     """Constant and Identity nodes become known arrays and aliases; True when folded."""
