@@ -121,9 +121,11 @@ def convert(model, network: str):
         arrays |= {f"param/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.params.items()}
         arrays |= {f"state/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.state.items()}
     scores = _scores(g, outputs, tensor_name)
-    classes = shapes.get(scores[0], [None])[-1] if shapes.get(scores[0]) else None
-    if not isinstance(classes, int):
-        raise NetDslError(f"output `{scores[0]}` has no fixed class count")
+    out_shape = shapes.get(scores[0]) or ["?"]
+    classes = out_shape[0]
+    if len(out_shape) != 1 or not isinstance(classes, int):
+        raise NetDslError(f"output `{scores[0]}` is {_shape_text(out_shape)} per image, not a vector of class scores",
+                          hint="export the model with its classifier (a Flatten and a Gemm) at the end")
     header = [f"# Imported from ONNX ({model.producer_name or 'unknown producer'}, opset "
               f"{max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default='?')}).",
               f"network {network}", "", f"input image : {_shape_text(image_shape)}",
@@ -158,14 +160,22 @@ def _scores(g: Graph, outputs, tensor_name) -> tuple[str, str]:
     return t, tensor_name[t]
 
 
-def _write_atomically(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_both(files: list[tuple[Path, object]]) -> None:
+    """Every file to a temporary name beside it first, then all renamed: a failure while
+    writing (a full disk) leaves neither file, nor a temporary one."""
+    temps = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
+        for path, write in files:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append(tmp)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+        for (path, _), tmp in zip(files, temps):
+            os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         raise
 
 
@@ -186,6 +196,10 @@ def import_onnx(model_path: str, output: str | None = None, weights: str | None 
     network = re.sub(r"[^A-Za-z0-9_]", "_", net_path.stem) or "imported"
     network = "n_" + network if network[0].isdigit() else network
     text, arrays = convert(model, network)  # everything that can fail, before anything is written
-    _write_atomically(ckpt_path, lambda f: np.savez(f, **arrays))
-    _write_atomically(net_path, lambda f: f.write(text.encode()))
+    if net_path.resolve() == ckpt_path.resolve():
+        raise NetDslError(f"the network and its weights would both be {net_path}", hint="name another --weights")
+    for path in (net_path, ckpt_path):
+        if not path.parent.is_dir():
+            raise NetDslError(f"cannot write {path}: no folder {path.parent}")
+    _write_both([(ckpt_path, lambda f: np.savez(f, **arrays)), (net_path, lambda f: f.write(text.encode()))])
     return net_path, ckpt_path

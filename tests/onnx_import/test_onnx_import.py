@@ -188,3 +188,16 @@ def test_matmul_and_gemm_variants_against_onnxruntime(tmp_path):
     net, _, logits = imported_logits(tmp_path, tmp_path / "m.onnx", images)
     assert rel_err(logits, expected) <= RTOL
     assert "fc(flat, 5)" in (tmp_path / "imported.net").read_text()
+
+
+def test_missing_folder_and_not_onnx_are_one_line_errors(tmp_path, capsys):
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all \x00\x01")
+    assert main(["import", str(tmp_path / "junk.onnx"), "-o", str(tmp_path / "out.net")]) == 2
+    assert "junk.onnx" in capsys.readouterr().err
+    path = _model(tmp_path, onnx.helper.make_node("Relu", ["x"], ["y"], name="r"))
+    assert main(["import", str(path), "-o", str(tmp_path / "out.net")]) == 2
+    assert "not a vector of class scores" in capsys.readouterr().err
+    path = _model(tmp_path, onnx.helper.make_node("Flatten", ["x"], ["y"], name="f"))
+    assert main(["import", str(path), "-o", str(tmp_path / "no" / "out.net")]) == 2
+    assert "no folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx", "junk.onnx"]
