@@ -126,8 +126,10 @@ def test_pytorch_module_imported(tmp_path, make, fold, opset):
                       do_constant_folding=fold, **kwargs)
     with torch.no_grad():
         expected = module(images).numpy()
-    _, _, logits = imported_logits(tmp_path, tmp_path / "m.onnx", images.numpy())
+    net, _, logits = imported_logits(tmp_path, tmp_path / "m.onnx", images.numpy())
     assert rel_err(logits, expected) <= RTOL
+    if not fold:  # folding merges each batch norm into the conv before it, adding a bias
+        assert param_count(net) == sum(p.numel() for p in module.parameters())
 
 
 def _model(tmp_path, node, extra_inits=()):
