@@ -40,6 +40,13 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from .onnx_import import import_onnx
+    net, weights = import_onnx(args.model, args.output, args.weights)
+    print(f"wrote {net} and its weights {weights}")
+    return 0
+
+
 def cmd_show_saliency(args) -> int:
     from .saliency import show_saliency
     if args.output:
@@ -127,6 +134,12 @@ def register(sub) -> None:
     c.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint or a run directory")
     c.add_argument("-o", "--output", metavar="ONNX", default="model.onnx", help="file to write (default model.onnx)")
     c.set_defaults(fn=cmd_export)
+
+    c = sub.add_parser("import", help="a CNN in ONNX (from torch.onnx.export) as a .net file and a checkpoint")
+    c.add_argument("model", metavar="MODEL.onnx")
+    c.add_argument("-o", "--output", metavar="FILE.net", help="network file to write (default: MODEL.net)")
+    c.add_argument("--weights", metavar="CKPT.npz", help="checkpoint to write (default: FILE.npz beside it)")
+    c.set_defaults(fn=cmd_import)
 
     c = sub.add_parser("ablate", help="train every combination of varied settings, then compare them")
     c.add_argument("file", help="a .net file")

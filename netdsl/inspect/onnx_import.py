@@ -1,0 +1,205 @@
+"""`netdsl import MODEL.onnx`: a CNN graph from torch.onnx.export as a .net file
+and a checkpoint of its weights.
+
+The ONNX graph is walked in its own (topological) order. Constant and
+Identity nodes are folded first (a Constant becomes a known array, an
+Identity an alias of its input). Every other node goes through one small
+function per ONNX op type (OPS), which reads the node's attributes and known
+arrays and returns a Layer: the netdsl kind, its arguments in .net syntax,
+and its weights by parameter name. An op or attribute a function cannot
+express raises Unsupported, which names the node and the op.
+
+A new layer kind plugs in with one entry in OPS (onnx_import_ops.py): e.g. `"HardSwish":
+_unary("hard_swish")`, or a function for an op with attributes (Clip's min
+and max as inputs -> `clip(min=, max=)`). The mapping lives here, beside the
+export's MAPPERS, so that both directions of a kind are read together.
+
+The conventions that differ (the inverse of onnx_export's): ONNX LRN divides
+alpha by the window, netdsl does not; netdsl's average pool divides by the
+real elements a window covers (count_include_pad=0), so count_include_pad=1
+is accepted only without padding.
+
+The .net text and the .npz are written to temporary files and renamed, so a
+failure leaves nothing behind.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NetDslError
+from .onnx_import_graph import Graph, _fold, _unsupported
+from .onnx_import_ops import OPS
+
+
+class Names:
+    """Valid, unique .net names from ONNX node names (`/layer1/layer1.0/conv1/Conv` -> layer1_layer1_0_conv1)."""
+    RESERVED = {"image", "label", "loss", "scores", "network", "input", "param", "block", "defaults", "train",
+                "tower", "on", "all", "true", "false", "none", "same"}
+
+    def __init__(self):
+        self.used: set[str] = set()
+
+    def new(self, raw: str) -> str:
+        parts = [p for p in raw.split("/") if p]
+        op = parts[-1] if len(parts) > 1 and re.fullmatch(r"[A-Z][A-Za-z]*(_\d+)?", parts[-1]) else None
+        base = self._clean("_".join(parts[:-1] if op else parts))
+        if op and self._valid(base) in self.used:  # `/layer1/Relu` beside `/layer1/conv1/Conv`: keep the op
+            base = self._clean("_".join(parts[:-1] + [op.lower()]))
+        return self._unique(self._valid(base))
+
+    @staticmethod
+    def _clean(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "layer"
+
+    def _valid(self, base: str) -> str:
+        return "n_" + base if base[0].isdigit() or base in self.RESERVED else base
+
+    def _unique(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.used:
+            i += 1
+            name = f"{base}_{i}"
+        self.used.add(name)
+        return name
+
+
+def _shape_text(shape) -> str:
+    return " x ".join(str(s) for s in shape)
+
+
+def convert(model, network: str):
+    """(.net text, checkpoint arrays) of an onnx.ModelProto."""
+    from onnx import shape_inference
+    try:
+        model = shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - shapes are only comments
+        pass
+    g = Graph(model)
+    shapes = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        g.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else "?" for d in dims]
+        shapes[vi.name] = g.shapes[vi.name][1:]
+    inputs = [i for i in model.graph.input if i.name not in g.consts]
+    if len(inputs) != 1:
+        raise NetDslError(f"the model has {len(inputs)} inputs; netdsl networks have one image input")
+    image = inputs[0].name
+    image_shape = shapes.get(image, [])
+    if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
+        raise NetDslError(f"input `{image}` is not a fixed C x H x W image (it is {image_shape})",
+                          hint="export with a fixed-size example input")
+    names = Names()
+    tensor_name = {image: "image"}
+    lines, arrays = [], {}
+    outputs = [o.name for o in model.graph.output]
+    for node in model.graph.node:
+        if _fold(g, node):
+            continue
+        if node.op_type == "Softmax" and node.output[0] in outputs:  # the probabilities: the loss stands for them
+            continue
+        mapper = OPS.get(node.op_type)
+        if mapper is None:
+            raise _unsupported(node, f"op {node.op_type} has no netdsl layer kind")
+        layer = mapper(g, node)
+        if len([o for o in node.output if o]) > 1 and node.op_type != "Dropout":
+            raise _unsupported(node, "more than one output cannot be expressed")
+        sources = []
+        for t in layer.inputs:
+            t = g.name(t)
+            if t not in tensor_name:
+                raise _unsupported(node, f"its input `{t}` is neither a layer's output nor the image")
+            sources.append(tensor_name[t])
+        name = names.new(node.name or node.output[0])
+        tensor_name[node.output[0]] = name
+        call = ", ".join(sources + layer.args)
+        lines.append((name, f"{name} = {layer.kind}({call})"))
+        arrays |= {f"param/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.params.items()}
+        arrays |= {f"state/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.state.items()}
+    scores = _scores(g, outputs, tensor_name)
+    out_shape = shapes.get(scores[0]) or ["?"]
+    classes = out_shape[0]
+    if len(out_shape) != 1 or not isinstance(classes, int):
+        raise NetDslError(f"output `{scores[0]}` is {_shape_text(out_shape)} per image, not a vector of class scores",
+                          hint="export the model with its classifier (a Flatten and a Gemm) at the end")
+    header = [f"# Imported from ONNX ({model.producer_name or 'unknown producer'}, opset "
+              f"{max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default='?')}).",
+              f"network {network}", "", f"input image : {_shape_text(image_shape)}",
+              f"input label : {classes} classes", ""]
+    body = [text for _, text in lines] + [f"loss = softmax_loss({scores[1]}, label)", ""]
+    net = _checked(network, "\n".join(header + body))
+    width = max((len(text) for _, text in lines), default=0)
+    body[:len(lines)] = [f"{text:<{width}}   # {_shape_text(net.graph.nodes[name].shape)}" for name, text in lines]
+    text = "\n".join(header + body)
+    arrays |= {"meta/steps": np.int64(0), "meta/lr": np.float64(0.0), "meta/seed": np.int64(0)}
+    return text, arrays
+
+
+def _checked(network: str, text: str):
+    """The written network, built by netdsl itself: its shapes are the comments, and a file
+    netdsl would refuse is never written."""
+    from ..train.launch import network_from_source
+    try:
+        return network_from_source(text, f"{network}.net", {})
+    except NetDslError as err:
+        raise NetDslError(f"the imported network is not valid netdsl: {err.message}",
+                          hint="please report it with the model; the importer should have refused the op") from None
+
+
+def _scores(g: Graph, outputs, tensor_name) -> tuple[str, str]:
+    """(ONNX tensor, .net name) of the class scores: the one output that is not a softmax of another."""
+    candidates = list(dict.fromkeys(g.name(o) for o in outputs if g.name(o) in tensor_name))
+    if len(candidates) != 1:
+        raise NetDslError(f"the model has {len(candidates)} class-score outputs ({', '.join(candidates)}); "
+                          "netdsl import takes one (a softmax of it may be a second)")
+    t = candidates[0]
+    return t, tensor_name[t]
+
+
+def _write_both(files: list[tuple[Path, object]]) -> None:
+    """Every file to a temporary name beside it first, then all renamed: a failure while
+    writing (a full disk) leaves neither file, nor a temporary one."""
+    temps = []
+    try:
+        for path, write in files:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append(tmp)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+        for (path, _), tmp in zip(files, temps):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+
+
+def import_onnx(model_path: str, output: str | None = None, weights: str | None = None) -> tuple[Path, Path]:
+    try:
+        import onnx
+    except ImportError:
+        raise NetDslError("importing needs the onnx package", hint='pip install "netdsl[onnx]"') from None
+    source = Path(model_path)
+    if not source.is_file():
+        raise NetDslError(f"no ONNX model at {source}")
+    try:
+        model = onnx.load(str(source))
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is a user error
+        raise NetDslError(f"{source} is not an ONNX model ({type(exc).__name__})") from None
+    net_path = Path(output) if output else source.with_suffix(".net")
+    ckpt_path = Path(weights) if weights else net_path.with_suffix(".npz")
+    network = re.sub(r"[^A-Za-z0-9_]", "_", net_path.stem) or "imported"
+    network = "n_" + network if network[0].isdigit() else network
+    text, arrays = convert(model, network)  # everything that can fail, before anything is written
+    if net_path.resolve() == ckpt_path.resolve():
+        raise NetDslError(f"the network and its weights would both be {net_path}", hint="name another --weights")
+    for path in (net_path, ckpt_path):
+        if not path.parent.is_dir():
+            raise NetDslError(f"cannot write {path}: no folder {path.parent}")
+    _write_both([(ckpt_path, lambda f: np.savez(f, **arrays)), (net_path, lambda f: f.write(text.encode()))])
+    return net_path, ckpt_path
