@@ -192,9 +192,8 @@ class Declarations:
         else:
             _check_extent(where, b, n if trans_b else k, k if trans_b else n, ldb, batch, stride_b)
         _check_extent(where, c, m, n, ldc, batch, stride_c)
-        extra = {"conv": tuple(conv)} if conv else {}
         variant, launch = self.target.gemm(trans_a, trans_b, m, n, batch, tile, precision=self.precision, k=k,
-                                           **extra)
+                                           conv=tuple(conv))
         if variant not in self.gemms:
             self.gemms.append(variant)
 

@@ -56,7 +56,9 @@ class Target:
         raise NotImplementedError
 
     def gemm(self, trans_a: bool, trans_b: bool, m: int, n: int, batch: int,
-             tile: tuple[int, int] | None = None, precision: str = "fp32", k: int = 0) -> tuple[GemmVariant, Launch]:
+             tile: tuple[int, int] | None = None, precision: str = "fp32", k: int = 0,
+             conv: tuple = ()) -> tuple[GemmVariant, Launch]:
+        """`conv`: an implicit-GEMM convolution's geometry (GemmVariant.conv), only where implicit_conv holds."""
         raise NotImplementedError
 
     def implicit_conv(self, precision: str) -> bool:
@@ -72,7 +74,9 @@ class CTarget(Target):
     def rows_launch(self, rows, cols):
         return Launch()
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0):
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=()):
+        if conv:
+            raise ValueError("the C target has no implicit-GEMM convolution")
         name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}"
         return GemmVariant(name, trans_a, trans_b), Launch()
 
