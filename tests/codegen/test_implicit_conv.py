@@ -21,6 +21,7 @@ from tolerances import FLOAT32_RTOL, assert_close
 from netdsl.codegen import TARGETS, render_module
 
 PRECISIONS = ("fp32",) + tuple(UNIT_ROUNDOFF)
+ORDERS = {"forward": (), "reversed": ("NETDSL_REVERSED",)}
 SHAPES = {
     "alexnet_conv1": ({"filters": 8, "size": 11, "stride": 4, "pad": 2}, (3, 31, 27)),
     "5x5_pad2": ({"filters": 6, "size": 5, "stride": 1, "pad": 2}, (4, 9, 11)),
@@ -62,8 +63,10 @@ def emulated(tmp_path_factory):
     found = {}
     for precision in PRECISIONS:
         sources = {str(case): case.render("cuda", precision) for case in CASES}
-        emulator = Emulator(render_module(list(sources.values()), "cuda"), folder)
-        found |= {(name, precision): (emulator.launch, source) for name, source in sources.items()}
+        text = render_module(list(sources.values()), "cuda")
+        for order, defines in ORDERS.items():  # blocks and threads first to last, then last to first
+            emulator = Emulator(text, folder, defines)
+            found |= {(name, precision, order): (emulator.launch, source) for name, source in sources.items()}
     return found
 
 
@@ -73,10 +76,11 @@ def test_the_rule():
     assert not TARGETS["c"].implicit_conv("tf32")
 
 
+@pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_implicit_conv(emulated, case, precision):
-    run, source = emulated[str(case), precision]
+def test_implicit_conv(emulated, case, precision, order):
+    run, source = emulated[str(case), precision, order]
     implicit = precision != "fp32"
     forward = [k.purpose for k in source.forward]
     assert ("im2col" not in forward) == implicit, forward
