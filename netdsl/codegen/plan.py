@@ -123,6 +123,10 @@ class GemmVariant:
     warps_n: int = 0  # the depth of one shared-memory stage along k,
     depth: int = 0    # and the number of stages in flight
     stages: int = 0
+    # Implicit-GEMM convolution (tensor-core variants only): B is not a matrix in memory but the
+    # input images, read through im2col addressing in the tile loader. The geometry is
+    # (channels, height, width, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w); () for a plain product.
+    conv: tuple = ()
 
     @property
     def threads(self) -> int:

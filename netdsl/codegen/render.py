@@ -177,14 +177,23 @@ class Declarations:
     def scalar(self, name):
         return Arg(name, SCALARS[name], scalar=name)
 
+    def implicit_conv(self) -> bool:
+        """Whether this target and precision run a convolution's forward product as an implicit GEMM."""
+        return self.target.implicit_conv(self.precision)
+
     def gemm(self, purpose, a, b, c, m, n, k, lda, ldb, ldc, trans_a=False, trans_b=False, batch=1,
-             stride_a=0, stride_b=0, stride_c=0, alpha=1.0, beta=0.0, tile=None):
-        """A matrix-product call; `tile` forces a CUDA tile (tests), else the target picks."""
+             stride_a=0, stride_b=0, stride_c=0, alpha=1.0, beta=0.0, tile=None, conv=()):
+        """A matrix-product call; `tile` forces a CUDA tile (tests), else the target picks.
+        With `conv` (see GemmVariant.conv), `b` is the images and B its im2col columns."""
         where = f"{self.node}: {purpose}"
         _check_extent(where, a, k if trans_a else m, m if trans_a else k, lda, batch, stride_a)
-        _check_extent(where, b, n if trans_b else k, k if trans_b else n, ldb, batch, stride_b)
+        if conv:  # B is virtual: the loader reads only inside the images (batch steps over groups)
+            _check_images(where, b, conv, n, k, batch, stride_b)
+        else:
+            _check_extent(where, b, n if trans_b else k, k if trans_b else n, ldb, batch, stride_b)
         _check_extent(where, c, m, n, ldc, batch, stride_c)
-        variant, launch = self.target.gemm(trans_a, trans_b, m, n, batch, tile, precision=self.precision, k=k)
+        variant, launch = self.target.gemm(trans_a, trans_b, m, n, batch, tile, precision=self.precision, k=k,
+                                           conv=tuple(conv))
         if variant not in self.gemms:
             self.gemms.append(variant)
 
@@ -207,6 +216,17 @@ def _check_extent(where, tensor: Tensor, rows, cols, ld, batch, stride) -> None:
     last = (batch - 1) * stride + (rows - 1) * ld + cols - 1
     if last >= tensor.size:
         raise ValueError(f"{where}: {tensor.name} has {tensor.size} elements, the product reaches {last}")
+
+
+def _check_images(where, images: Tensor, conv, n, k, batch, stride) -> None:
+    """The last element the implicit loader may read: group `batch - 1`'s last channel of the last image."""
+    channels, height, width, kh, kw = conv[:5]
+    out_h, out_w = conv[-2:]
+    items, group_channels = n // (out_h * out_w), k // (kh * kw)
+    last = (batch - 1) * stride + ((items - 1) * channels + group_channels) * height * width - 1
+    if n % (out_h * out_w) or k % (kh * kw) or group_channels > channels or last >= images.size:
+        raise ValueError(f"{where}: {images.name} has {images.size} elements, not {items} images of "
+                         f"{channels} x {height} x {width} read to element {last}")
 
 
 def complete_args(kind: str, args: dict) -> dict:
@@ -238,6 +258,7 @@ def render_layer(kind: str, node: str, source_line: int, args: dict, in_shapes, 
         "dialect": tgt.dialect, "layer": layer, "a": SimpleNamespace(**a), "args": a, "batch": batch,
         "ins": ins, "out": out, "params": SimpleNamespace(**params),
         "flat": declare.flat, "rows": declare.rows, "gemm": declare.gemm,
+        "implicit_conv": declare.implicit_conv,
         "saved": declare.saved, "scratch": declare.scratch, "state": declare.state, "scalar": declare.scalar,
     })
     source = KernelSource(target, node, kind, str(module), tuple(module.forward), tuple(module.backward),

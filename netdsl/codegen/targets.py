@@ -31,6 +31,8 @@ GEMM_MIN_BLOCKS = 264
 # 32 x 32: at most 64 accumulators and 24 fragment registers a thread.
 MMA_TILES = {(128, 128): (2, 4, 16, 3), (64, 128): (2, 4, 16, 4), (64, 64): (2, 2, 16, 4)}
 PRECISIONS = ("fp32", "tf32", "bf16")
+# Precisions whose forward convolution is an implicit GEMM (see CudaTarget.implicit_conv).
+IMPLICIT_PRECISIONS = ("tf32", "bf16")
 
 
 def _transposes(trans_a: bool, trans_b: bool) -> str:
@@ -54,8 +56,15 @@ class Target:
         raise NotImplementedError
 
     def gemm(self, trans_a: bool, trans_b: bool, m: int, n: int, batch: int,
-             tile: tuple[int, int] | None = None, precision: str = "fp32", k: int = 0) -> tuple[GemmVariant, Launch]:
+             tile: tuple[int, int] | None = None, precision: str = "fp32", k: int = 0,
+             conv: tuple = ()) -> tuple[GemmVariant, Launch]:
+        """`conv`: an implicit-GEMM convolution's geometry (GemmVariant.conv), only where implicit_conv holds."""
         raise NotImplementedError
+
+    def implicit_conv(self, precision: str) -> bool:
+        """Whether a convolution's forward product reads the images directly (implicit GEMM)
+        instead of an im2col column buffer."""
+        return False
 
 
 class CTarget(Target):
@@ -65,12 +74,20 @@ class CTarget(Target):
     def rows_launch(self, rows, cols):
         return Launch()
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0):
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=()):
+        if conv:
+            raise ValueError("the C target has no implicit-GEMM convolution")
         name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}"
         return GemmVariant(name, trans_a, trans_b), Launch()
 
 
 class CudaTarget(Target):
+    def implicit_conv(self, precision):
+        # The rule: the tensor-core products (tf32, bf16) load their B tiles through cp.async
+        # with a zero-filling src-size, so the im2col addressing costs nothing extra there; the
+        # fp32 SIMT product keeps its explicit columns.
+        return precision in IMPLICIT_PRECISIONS
+
     def flat_launch(self, n):
         return Launch((_blocks(n, FLAT_THREADS), 1, 1), (FLAT_THREADS, 1, 1))
 
@@ -81,7 +98,9 @@ class CudaTarget(Target):
             threads *= 2
         return Launch((max(1, min(rows, MAX_BLOCKS)), 1, 1), (threads, 1, 1))
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0):
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=()):
+        if conv and (precision not in IMPLICIT_PRECISIONS or trans_a or trans_b):
+            raise ValueError(f"an implicit-GEMM convolution is an untransposed {IMPLICIT_PRECISIONS} product")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown matrix-product precision {precision!r}; one of {PRECISIONS}")
         tiles = GEMM_TILES if precision == "fp32" else tuple(MMA_TILES)
@@ -100,8 +119,11 @@ class CudaTarget(Target):
             variant = GemmVariant(f"netdsl_sgemm_{transposes}_{tile_m}x{tile_n}", trans_a, trans_b, tile_m, tile_n)
         else:
             warps_m, warps_n, depth, stages = MMA_TILES[tile_m, tile_n]
-            variant = GemmVariant(f"netdsl_{precision}gemm_{transposes}_{tile_m}x{tile_n}", trans_a, trans_b,
-                                  tile_m, tile_n, precision, warps_m, warps_n, depth, stages)
+            name = f"netdsl_{precision}gemm_{transposes}_{tile_m}x{tile_n}"
+            if conv:  # the geometry is compiled in, so each geometry is a routine of its own
+                name += "_conv_" + "_".join(map(str, conv))
+            variant = GemmVariant(name, trans_a, trans_b, tile_m, tile_n, precision, warps_m, warps_n, depth,
+                                  stages, tuple(conv))
         if batch > MAX_BLOCKS or -(-m // tile_m) > MAX_BLOCKS:
             raise ValueError(f"matrix product too large for one launch: {m} rows, batch {batch}")
         return variant, Launch((-(-n // tile_n), -(-m // tile_m), batch), (variant.threads, 1, 1))

@@ -176,14 +176,21 @@ def gemm_flops(kernel) -> float:
     return 2.0 * s["m"] * s["n"] * s["k"] * s["batch"]
 
 
-def gemm_bytes(kernel, l2_hit: float = 0.8) -> tuple[float, float, float]:
+def gemm_bytes(kernel, l2_hit: float = 0.8, conv: tuple = ()) -> tuple[float, float, float]:
     """(DRAM bytes read, L2 bytes read, bytes written) of a tiled product, by Triton's rule:
-    each operand once from DRAM, its re-reads by the other tiles 80% from L2."""
+    each operand once from DRAM, its re-reads by the other tiles 80% from L2. An implicit-GEMM
+    convolution (`conv`, GemmVariant.conv) has no column matrix: its B is the images it reads,
+    a group's channels per batch step; the windows' overlap within a tile is not counted again."""
     s = gemm_shape(kernel)
     gx, gy, _ = kernel.launch.grid
     batch = s["batch"]
     a = 4.0 * s["m"] * s["k"] * (batch if s.get("stride_a") else 1)
-    b = 4.0 * s["k"] * s["n"] * (batch if s.get("stride_b") else 1)
+    if conv:
+        height, width, kh, kw = conv[1], conv[2], conv[3], conv[4]
+        items = s["n"] // (conv[-2] * conv[-1])
+        b = 4.0 * items * (s["k"] // (kh * kw)) * height * width * batch
+    else:
+        b = 4.0 * s["k"] * s["n"] * (batch if s.get("stride_b") else 1)
     c = 4.0 * s["m"] * s["n"] * batch
     rereads = a * (gx - 1) + b * (gy - 1)
     beta_read = c if s.get("beta") else 0.0
@@ -211,6 +218,7 @@ def family(kernel_name: str) -> str:
     """A kernel's family, as benchmarks/gpu_step.py sums the measured times: the name
     without shape, tile and transpose suffixes."""
     name = re.sub(r"_\d+x\d+(x\d+)*", "", kernel_name)
+    name = re.sub(r"_conv(_\d+)+$", "_conv", name)  # an implicit-GEMM convolution's geometry
     return re.sub(r"_(nn|nt|tn|tt)$", "", name)
 
 
@@ -249,12 +257,14 @@ def launch_cost(plan: Plan, index: int, call: Call, dev: Device, res: Resources,
         wait = params.gemm_step_latency_ns if precision == "fp32" else 0.0
         step = block_step(tm, tn, threads, sm_rate, wait)
         steps = -(-s["k"] // GEMM_DEPTH)
-        dram_read, l2_read, written = gemm_bytes(k, params.l2_hit)
+        dram_read, l2_read, written = gemm_bytes(k, params.l2_hit, getattr(tile, "conv", ()))
         read = dram_read + l2_read
         if flops < 0.5 * blocks * 2.0 * tm * tn * s["k"]:
             notes.append(f"tiles {100 * flops / (blocks * 2.0 * tm * tn * s['k']):.0f}% full")
         if precision != "fp32":
             notes.append(f"{precision} efficiency {eff:.3g} from one H200 run")
+        if getattr(tile, "conv", ()):
+            notes.append("implicit GEMM: reads the images, no columns")
     else:
         flops = 0.0
         step = None

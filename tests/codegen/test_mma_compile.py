@@ -13,13 +13,24 @@ from kernel_cases import gemm_variants
 
 from netdsl.codegen import render_module
 from netdsl.codegen.nvcc import ARCHS, available, compile_cubins, parse_ptxas
-from netdsl.codegen.targets import MMA_TILES
+from netdsl.codegen.targets import MMA_TILES, TARGETS
 
 PRECISIONS = ("tf32", "bf16")
 INSTRUCTIONS = {
     "tf32": ("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"),
     "bf16": ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "cvt.rn.bf16x2.f32"),
 }
+# Implicit-GEMM convolutions (the forward product reading the images): AlexNet's conv1
+# (11x11 stride 4 pad 2 on 3 x 224 x 224) and a 3x3 pad 1 layer, at every tile.
+CONVS = ((3, 224, 224, 11, 11, 4, 4, 2, 2, 1, 1, 55, 55), (192, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 13, 13))
+
+
+def implicit_variants(precision):
+    return [TARGETS["cuda"].gemm(False, False, 64, 128 * 55 * 55, 1, tile, precision,
+                                 conv[0] * conv[3] * conv[4], conv=conv)[0]
+            for tile in MMA_TILES for conv in CONVS]
+
+
 PIPELINE = ("cp.async.cg.shared.global", "cp.async.ca.shared.global", "cp.async.commit_group",
             "cp.async.wait_group")
 
@@ -29,7 +40,7 @@ def built(tmp_path_factory):
     """(variants, ptxas resources, PTX per kernel for sm_80)."""
     if not available():
         pytest.skip("nvcc not on PATH: generated CUDA cannot be compiled here")
-    variants = [v for p in PRECISIONS for v in gemm_variants("cuda", tuple(MMA_TILES), p)]
+    variants = [v for p in PRECISIONS for v in gemm_variants("cuda", tuple(MMA_TILES), p) + implicit_variants(p)]
     folder = tmp_path_factory.mktemp("mma")
     source = folder / "mma.cu"
     source.write_text(render_module([], "cuda", gemms=variants))
@@ -38,6 +49,13 @@ def built(tmp_path_factory):
     subprocess.run(["nvcc", "-ptx", "-arch=sm_80", str(source), "-o", str(ptx)], check=True, capture_output=True)
     bodies = dict(re.findall(r"\.entry (\w+)\((.*?)\n}\n", ptx.read_text(), re.S))
     return variants, parse_ptxas("\n".join(logs.values())), bodies
+
+
+def test_implicit_convolutions_are_built(built):
+    variants, _, bodies = built
+    assert sum(1 for v in variants if v.conv) == len(PRECISIONS) * len(MMA_TILES) * len(CONVS)
+    for v in variants:
+        assert v.name in bodies
 
 
 def test_every_variant_fits(built):

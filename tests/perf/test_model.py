@@ -146,3 +146,25 @@ def test_without_nvcc_the_report_states_its_assumption(monkeypatch, capsys):
     assert found[gemm.name].registers == resources.ASSUMED_GEMM_REGISTERS
     assert main(["time", str(EXAMPLES / "lenet.net"), "--predict", "l4", "--batch", "64"]) == 0
     assert "nvcc not on PATH: registers assumed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_an_implicit_conv_product_reads_the_images_not_columns(precision):
+    """The forward products of cifar's convolutions read their images (the first conv's is the
+    network's input, 3 x 32 x 32 a sample), and forward runs no im2col launch to count."""
+    g = compile_graph(str(EXAMPLES / "cifar.net"), overrides={}, training=True)
+    plan = passes.plan_step(g, 16, "cuda", lambda logical: "gpu0", precision=precision)
+    calls = [s for s in plan.steps if isinstance(s, Call)]
+    implicit = [c for c in calls if "_conv_" in c.kernel.name]
+    assert implicit and all(c.kernel.purpose == "forward_product" for c in implicit)
+    explicit = passes.plan_step(g, 16, "cuda", lambda logical: "gpu0", precision="fp32")
+    im2col = [sum(1 for s in p.steps if isinstance(s, Call) and s.kernel.purpose == "im2col") for p in (plan, explicit)]
+    assert im2col[0] * 2 == im2col[1] > 0  # backward still builds the columns; forward no longer does
+    first = implicit[0]
+    variant = next(v for m in plan.modules for v in m.gemms if v.name == first.kernel.name)
+    channels, height, width = variant.conv[:3]
+    values = {a.name: a.value for a in first.kernel.args}
+    weights = 4.0 * values["m"] * values["k"]
+    dram, l2, _ = model.gemm_bytes(first.kernel, 1.0, variant.conv)  # every re-read from L2
+    assert dram == weights + 4.0 * 16 * channels * height * width
+    assert dram < weights + 4.0 * values["k"] * values["n"]  # what its columns would have been

@@ -1,0 +1,101 @@
+"""Implicit-GEMM convolutions (CUDA, tf32 and bf16 products): the forward product
+reads its column tiles straight from the images, so forward runs no im2col kernel.
+Run under the emulator against the float64 numpy reference at the precision's
+tolerance (3u, as test_mma_layers.py), on the shapes that stress the loader's
+addressing: AlexNet conv1's 11x11 stride 4 pad 2 on 3 channels (spatially
+shrunk), 5x5 pad 2, 3x3 pad 1, grouped, and sizes that fill no tile. fp32 keeps
+the explicit columns (the chooser's rule, docs/gpu.md) and is checked too."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from cuda_emulator import Emulator
+from kernel_cases import KernelCase
+from kernel_checks import fresh_buffers, reference
+from test_mma_gemm import UNIT_ROUNDOFF
+from tolerances import FLOAT32_RTOL, assert_close
+
+from netdsl.codegen import TARGETS, render_module
+
+PRECISIONS = ("fp32",) + tuple(UNIT_ROUNDOFF)
+ORDERS = {"forward": (), "reversed": ("NETDSL_REVERSED",)}
+SHAPES = {
+    "alexnet_conv1": ({"filters": 8, "size": 11, "stride": 4, "pad": 2}, (3, 31, 27)),
+    "5x5_pad2": ({"filters": 6, "size": 5, "stride": 1, "pad": 2}, (4, 9, 11)),
+    "3x3_pad1": ({"filters": 5, "size": 3, "stride": 1, "pad": 1}, (3, 13, 7)),
+    "grouped": ({"filters": 6, "size": 3, "stride": 1, "pad": 1, "groups": 2}, (4, 7, 9)),
+    "odd_stride2": ({"filters": 3, "size": 3, "stride": 2, "pad": 1, "groups": 3}, (3, 5, 3)),
+}
+
+
+@dataclass(frozen=True)
+class ConvCase(KernelCase):
+    shape: str = ""
+
+    def __str__(self) -> str:
+        return f"implicit-{self.shape}-b{self.batch}"
+
+    @property
+    def node(self) -> str:
+        return f"test.implicit_{self.shape}@b{self.batch}"
+
+    @property
+    def args(self) -> dict:
+        from netdsl.codegen import complete_args
+        return complete_args("conv", SHAPES[self.shape][0])
+
+    @property
+    def in_shapes(self):
+        return [SHAPES[self.shape][1]]
+
+
+CASES = [ConvCase("conv", 0, batch, shape) for shape in SHAPES for batch in (1, 3)]
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ to emulate CUDA with")
+    folder = tmp_path_factory.mktemp("implicit_conv")
+    found = {}
+    for precision in PRECISIONS:
+        sources = {str(case): case.render("cuda", precision) for case in CASES}
+        text = render_module(list(sources.values()), "cuda")
+        for order, defines in ORDERS.items():  # blocks and threads first to last, then last to first
+            emulator = Emulator(text, folder, defines)
+            found |= {(name, precision, order): (emulator.launch, source) for name, source in sources.items()}
+    return found
+
+
+def test_the_rule():
+    cuda = TARGETS["cuda"]
+    assert [cuda.implicit_conv(p) for p in PRECISIONS] == [False, True, True]
+    assert not TARGETS["c"].implicit_conv("tf32")
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_implicit_conv(emulated, case, precision, order):
+    run, source = emulated[str(case), precision, order]
+    implicit = precision != "fp32"
+    forward = [k.purpose for k in source.forward]
+    assert ("im2col" not in forward) == implicit, forward
+    product = next(k for k in source.forward if k.purpose == "forward_product")
+    assert ("_conv_" in product.name) == implicit, product.name
+    buffers = fresh_buffers(source, case)
+    for kernel in source.forward:
+        run(kernel, buffers, case.scalars())
+    if implicit:  # forward never touched the columns: they are still the poison
+        assert np.isnan(buffers["cols"]).all()
+    for kernel in source.backward:
+        run(kernel, buffers, case.scalars())
+    y, dxs, dparams = reference(case, np.float64)
+    rtol = 3 * UNIT_ROUNDOFF[precision] if implicit else FLOAT32_RTOL
+    assert_close(buffers["y"].reshape(np.shape(y)), y, rtol, f"{case} y")
+    assert_close(buffers["dx0"].reshape(dxs[0].shape), dxs[0], rtol, f"{case} dx0")
+    for name, expected in dparams.items():
+        assert_close(buffers[f"d{name}"].reshape(expected.shape), expected, rtol, f"{case} d{name}")
