@@ -62,7 +62,7 @@ def args_text(args: dict) -> str:
     learning-rate and decay multipliers are left out while they are 1."""
     items = []
     for key, value in args.items():
-        if key.endswith("_mult") and value == 1:
+        if value is None or (key.endswith("_mult") and value == 1):
             continue
         if hasattr(value, "name") and hasattr(value, "value"):  # an init: gauss(0.01)
             value = f"{value.name}({value.value})" if value.value is not None else value.name
@@ -87,7 +87,7 @@ def layer_rows(g: nx.DiGraph) -> list[tuple[str, ...]]:
         field = fields.get(name)
         rows.append((name, node.kind, node.device, shape_text(node.shape),
                      f"{params:,}" if params else "", f"{node.macs:,}" if node.macs else "",
-                     str(field.size) if field else "", str(field.stride) if field else "",
+                     str(field.size) if field else "", str(field.stride) if field and len(node.shape) == 3 else "",
                      "" if node.label else human_bytes(math.prod(node.shape) * BYTES_PER_VALUE), args_text(node.args)))
     return rows
 
@@ -111,8 +111,8 @@ def info_text(g: nx.DiGraph, batch: int, memory: str | None = None) -> str:
     s = summarise(g, batch)
     out = [f"network {g.graph['network']} ({g.graph['file']})", ""]
     out.append(table(LAYER_HEADER, layer_rows(g), LAYER_RIGHT))
-    out += ["", "field, stride: receptive field and effective stride in input pixels;"
-            " act/image: the layer's output for one image",
+    out += ["", "field, stride: receptive field and effective stride in input pixels (a flat output's field"
+            " is its whole input); act/image: the layer's output for one image",
             "", f"parameters            {s.parameters:,}",
             f"multiply-adds/image   {s.macs:,}",
             f"activations/image     {human_bytes(activation_bytes_per_image(g))} (every layer's output, before buffer reuse)"]
