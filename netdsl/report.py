@@ -10,6 +10,7 @@ import networkx as nx
 
 from .graph_ops import topological
 from .graph_ops import BYTES_PER_VALUE
+from .receptive import receptive_fields
 
 
 def shape_text(shape) -> str:
@@ -56,16 +57,45 @@ def summarise(g: nx.DiGraph, batch: int) -> Summary:
     return Summary(parameters, macs, dict(sorted(activation.items())), dict(sorted(weights.items())), links)
 
 
+def args_text(args: dict) -> str:
+    """A layer's arguments as the file (or --set) left them; the per-parameter
+    learning-rate and decay multipliers are left out while they are 1."""
+    items = []
+    for key, value in args.items():
+        if value is None or (key.endswith("_mult") and value == 1):
+            continue
+        if hasattr(value, "name") and hasattr(value, "value"):  # an init: gauss(0.01)
+            value = f"{value.name}({value.value})" if value.value is not None else value.name
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        items.append(f"{key}={value}")
+    return " ".join(items)
+
+
+LAYER_HEADER = ("layer", "kind", "device", "output", "params", "mult-adds", "field", "stride", "act/image", "arguments")
+LAYER_RIGHT = {4, 5, 6, 7, 8}
+
+
 def layer_rows(g: nx.DiGraph) -> list[tuple[str, ...]]:
+    fields = receptive_fields(g)
     rows = []
     for name in topological(g):
         node = g.nodes[name]
         if not node.role.forward:
             continue
         params = sum(math.prod(s) for s in node.params.values())
+        field = fields.get(name)
         rows.append((name, node.kind, node.device, shape_text(node.shape),
-                     f"{params:,}" if params else "", f"{node.macs:,}" if node.macs else ""))
+                     f"{params:,}" if params else "", f"{node.macs:,}" if node.macs else "",
+                     str(field.size) if field else "", str(field.stride) if field and len(node.shape) == 3 else "",
+                     "" if node.label else human_bytes(math.prod(node.shape) * BYTES_PER_VALUE), args_text(node.args)))
     return rows
+
+
+def activation_bytes_per_image(g: nx.DiGraph) -> int:
+    """Every layer's output for one image: what a forward pass that keeps all of
+    them for the backward holds, before the planner reuses any buffer."""
+    return sum(math.prod(g.nodes[n].shape) * BYTES_PER_VALUE for n in g if g.nodes[n].is_layer)
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> str:
@@ -80,9 +110,12 @@ def info_text(g: nx.DiGraph, batch: int, memory: str | None = None) -> str:
     (netdsl.plan_report), else the per-device sum of activations at `batch`."""
     s = summarise(g, batch)
     out = [f"network {g.graph['network']} ({g.graph['file']})", ""]
-    out.append(table(("layer", "kind", "device", "output", "params", "mult-adds"), layer_rows(g), {4, 5}))
-    out += ["", f"parameters            {s.parameters:,}",
-            f"multiply-adds/image   {s.macs:,}"]
+    out.append(table(LAYER_HEADER, layer_rows(g), LAYER_RIGHT))
+    out += ["", "field, stride: receptive field and effective stride in input pixels (a flat output's field"
+            " is its whole input); act/image: the layer's output for one image",
+            "", f"parameters            {s.parameters:,}",
+            f"multiply-adds/image   {s.macs:,}",
+            f"activations/image     {human_bytes(activation_bytes_per_image(g))} (every layer's output, before buffer reuse)"]
     if memory is not None:
         out += ["", memory]
     for device in s.activation_bytes if memory is None else ():

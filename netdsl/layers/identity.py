@@ -1,7 +1,7 @@
 """The identity, y = x: what `--set norm=identity` puts in place of a layer to remove it.
 
 It takes no arguments, so the layer it replaces must be written as a bare
-param (`-> norm`) with its arguments under `defaults` (see the README):
+param (`-> norm`) with its arguments under `defaults` (see docs/language.md):
 arguments written at the call would be an error for identity, not ignored,
 so a misspelt argument never passes silently.
 """

@@ -80,7 +80,7 @@ def test_a_statement_name_points_at_its_layers(capsys):
 def test_an_unknown_layer_lists_the_layers(capsys):
     err = errors(capsys, "conv9.conv.stride=2")
     assert "unknown name `conv9.conv.stride` (did you mean" in err
-    assert "LAYER.ARGUMENT for these layers" in err and "conv1.conv, conv1.act, conv1.lrn" in err
+    assert "LAYER.ARGUMENT for these layers" in err and "conv1.conv, conv1.act, conv1.norm" in err
     assert "@gpu0" not in err.split("hint:")[1]
 
 

@@ -202,7 +202,7 @@ def test_resnet20_example_matches_a_torch_twin(train):
 
 
 def test_readme_residual_block_compiles():
-    readme = (EXAMPLES_DIR.parent / "README.md").read_text()
+    readme = (EXAMPLES_DIR.parent / "docs" / "language.md").read_text()
     block = readme.split("A residual block (")[1].split("```\n")[1]
     text = "input image : 3 x 8 x 8\ninput label : 4 classes\n" + block + "s = fc(b2, 4)\nloss = softmax_loss(s, label)\n"
     g = compile_graph(text=text, training=True)
