@@ -32,7 +32,7 @@ CHECKS = {
     QUICKSTART: "slow: test_quickstart_prints_what_the_readme_quotes",
     TESTS: "parse: test_the_test_command_is_what_ci_runs",
     'python -m pytest -q -m "not slow"': "parse: test_the_test_command_is_what_ci_runs",
-    "netdsl train examples/alexnet.net --data DIR --out runs/mine": "parse: test_own_images_commands",
+    "netdsl train examples/alexnet.net --data DIR --set classes=10 --out runs/mine": "parse: test_own_images_commands",
     "netdsl test --checkpoint runs/mine/best.npz --data DIR": "parse: test_own_images_commands",
     "netdsl train examples/alexnet.net --epochs 1 --set schedule.warmup=20 --set clip=2":
         "parse: test_alexnet_first_run_settings_compile",
@@ -101,6 +101,12 @@ def test_own_images_commands(tmp_path, monkeypatch, capsys):
     data = make_shapes(tmp_path / "DIR", classes=10, train_per_class=2, val_per_class=1, size=36, seed=1)
     train, test = (netdsl_argv(l) for l in CHECKS if l.startswith(("netdsl train examples/alexnet.net --data",
                                                                     "netdsl test --checkpoint runs/mine")))
+    # AlexNet takes the folder's class count from --set classes=N; lenet.net already has 10 outputs.
+    i = train.index("--set")
+    assert train[i + 1] == "classes=10"
+    assert main(["info", str(ROOT / "examples" / "alexnet.net"), *train[i:i + 2]]) == 0
+    assert re.search(r"^fc8 +fc +gpu0 +10 ", capsys.readouterr().out, re.M)
+    del train[i:i + 2]
     train = [str(ROOT / "examples" / "lenet.net") if w == "examples/alexnet.net" else str(data) if w == "DIR" else w
              for w in train] + ["--epochs", "1", "--batch", "10", "--backend", "reference", "--no-progress"]
     assert main(train) == 0
