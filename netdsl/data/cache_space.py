@@ -28,15 +28,27 @@ def human(nbytes: int) -> str:
     return f"{nbytes} B"
 
 
-def check_space(where: Path, images: int, size: int, announce: bool) -> int:
+def bytes_on_disk(folder: Path) -> int:
+    """Disk blocks taken by the files in `folder` (a resumed build's finished part: its
+    image files are sparse, so their length says nothing)."""
+    if not folder.is_dir():
+        return 0
+    return sum(path.stat().st_blocks * 512 for path in folder.iterdir() if path.is_file())
+
+
+def check_space(where: Path, images: int, size: int, announce: bool, built: Path | None = None) -> int:
     """Raise ValueError (one line) if the cache will not fit on `where`'s disk; returns its size.
 
+    `built`: a resumed build folder, whose blocks already count toward the cache.
     `announce` prints the size and the free space to stderr first."""
-    need, free = cache_bytes(images, size), shutil.disk_usage(where).free
+    total, free = cache_bytes(images, size), shutil.disk_usage(where).free
+    done = min(bytes_on_disk(built), total) if built else 0
+    need = total - done
     if announce:
-        print(f"prepare: {images:,} images at {size} px need a {human(need)} cache in {where} "
+        resumed = f", {human(done)} of it already written" if done else ""
+        print(f"prepare: {images:,} images at {size} px need a {human(total)} cache in {where}{resumed} "
               f"({human(free)} free)", file=sys.stderr)
     if need > free:
-        raise ValueError(f"the cache needs {human(need)} but {where} has only {human(free)} free; "
+        raise ValueError(f"the cache needs {human(need)}{' more' if done else ''} but {where} has only {human(free)} free; "
                          f"free that much space first")
     return need

@@ -16,15 +16,22 @@ training split:
 The sums behind the statistics are exact integers (int64, and float64 below
 2**53), so they do not depend on the number of workers or on which chunk
 finishes first.
+
+A build is resumable: a prepare killed part-way (SIGKILL, Ctrl-C, a full disk)
+keeps its finished chunks in the build folder, and the next prepare of the same
+files goes on from there to a cache identical to an uninterrupted one
+(build_folders.py, prepare_progress.py).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -35,9 +42,10 @@ import numpy as np
 
 from netdsl import paths
 from netdsl.data.folder import DataWarning, FolderDataset, decode_square, scan_folder
-from netdsl.data.build_folders import OWNER, _owner, remove_abandoned
+from netdsl.data.build_folders import OWNER, build_folder, claim, remove_abandoned
 from netdsl.data.cache_space import check_space
 from netdsl.data.moments import _Moments
+from netdsl.data.prepare_progress import SplitProgress
 from netdsl.data.progress import progress_bar
 
 CACHE_FORMAT = 1  # bump when the cache layout or the decoding changes
@@ -96,19 +104,27 @@ def prepare(
         raise ValueError(f"{target} exists and is not a prepared-dataset cache; refusing to replace it")
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned(target)
-    check_space(target.parent, len(dataset.train) + len(dataset.val), size, announce=progress)
-    # Built beside the target and renamed into place, so a killed run leaves no valid-looking cache.
-    building = target.with_name(f".{target.name}.building-{uuid.uuid4().hex[:8]}")
-    building.mkdir()
-    (building / OWNER).write_text(_owner())
+    # Named by the fingerprint, so a killed prepare of the same files is resumed, not redone.
+    building = build_folder(target, fingerprint)
+    remove_abandoned(target, keep=building)
+    check_space(target.parent, len(dataset.train) + len(dataset.val), size, announce=progress, built=building)
+    resumed = claim(building)
+    if resumed and progress:
+        print(f"prepare: resuming the build in {building}", file=sys.stderr)
     try:
         workers = (os.cpu_count() or 1) if workers is None else workers
         meta = _build(dataset, size, building, workers, progress)
         _write_json(building / "meta.json", {**meta, "fingerprint": fingerprint})
         _swap_in(building, target)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+    except ValueError:
+        shutil.rmtree(building, ignore_errors=True)  # the data itself is at fault: nothing to resume
+        raise
+    except BaseException:
+        # Ctrl-C, a full disk, a crash: the finished chunks stay for the next prepare.
+        if progress:
+            print(f"prepare: stopped; the next prepare of {dataset.root} at {size} px resumes from "
+                  f"what was finished ({building})", file=sys.stderr)
+        raise
     if meta["skipped"]:
         _warn_skipped(meta["skipped"], dataset.root, target / "meta.json")
     return load_prepared(target)
@@ -198,22 +214,24 @@ def _fingerprint_in(cache_dir: Path) -> str | None:
 
 
 def _build(dataset: FolderDataset, size: int, out: Path, workers: int, progress: bool) -> dict:
-    """Decode both splits and the training statistics into `out`; returns the metadata."""
+    """Decode both splits and the training statistics into `out`, resuming what an earlier
+    run finished there; returns the metadata."""
     counts, skipped = {}, []
     bar = progress_bar(len(dataset.train) + len(dataset.val), f"prepare {size}px", progress)
     with bar, _pool(workers) as pool:
         for split in SPLITS:
             items = getattr(dataset, split)
             images_path = out / f"{split}_images.npy"
-            failed, moments = _decode_split(items, size, images_path, pool, bar, with_moments=split == "train")
-            keep = np.delete(np.arange(len(items)), failed)
-            if failed:
-                _drop_rows(images_path, keep)
-            np.save(out / f"{split}_labels.npy", np.array([label for _, label in items], np.int64)[keep])
-            counts[split] = len(keep)
-            skipped += [str(items[i][0].relative_to(dataset.root)) for i in failed]
+            state = SplitProgress.open(out, split, len(items), CHUNK, size, split == "train", images_path)
+            if not state.finished:
+                _decode_split(items, size, images_path, pool, workers, bar, state)
+                _finish_split(items, images_path, out / f"{split}_labels.npy", state)
+            else:
+                bar.update(len(items))
+            counts[split] = len(items) - len(state.failed)
+            skipped += [str(items[i][0].relative_to(dataset.root)) for i in state.failed]
             if split == "train":
-                train_moments = moments
+                train_moments = state.moments
     if counts["train"] == 0:
         raise ValueError(f"none of the {len(dataset.train)} training images in {dataset.root} could be read")
     mean, eigval, eigvec = train_moments.statistics()
@@ -225,27 +243,55 @@ def _build(dataset: FolderDataset, size: int, out: Path, workers: int, progress:
     }
 
 
-def _decode_split(items, size, images_path, pool, bar, with_moments) -> tuple[list[int], _Moments | None]:
-    """Fill a split's image file; returns the indices that failed and the summed moments."""
-    np.lib.format.open_memmap(images_path, "w+", np.uint8, (len(items), size, size, 3))
+def _decode_split(items, size, images_path, pool, workers, bar, state: SplitProgress) -> None:
+    """Decode the chunks of a split that `state` does not call done into its image file."""
+    if not state.done.any():
+        np.lib.format.open_memmap(images_path, "w+", np.uint8, (len(items), size, size, 3))
+    bar.update(state.decoded_images(len(items)))
     tasks = [
         # Each source is a path or an image inside a class tar (both pickle small).
-        (str(images_path), start, [source for source, _ in items[start : start + CHUNK]], size, with_moments)
-        for start in range(0, len(items), CHUNK)
+        (index, (str(images_path), start, [source for source, _ in items[start : start + CHUNK]], size,
+                 state.moments is not None))
+        for index, start in enumerate(range(0, len(items), CHUNK))
+        if not state.done[index]
     ]
-    failed, moments = [], _Moments.zeros(size) if with_moments else None
-    results = pool.map(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)
-    for task, (chunk_failed, chunk_moments) in zip(tasks, results):
-        failed += chunk_failed
-        if with_moments:
-            moments = moments + chunk_moments
+    for (index, task), (failed, moments) in zip(tasks, _in_order(pool, workers, [t for _, t in tasks])):
+        state.record(index, failed, moments)
         bar.update(len(task[2]))
-    return sorted(failed), moments
+        state.save_if_due()
+    state.save()
+
+
+def _in_order(pool, workers: int, tasks: list):
+    """_decode_chunk's results in task order, with a bounded number of tasks in flight:
+    a finished chunk holds its moment sums (1.5 MB at 256 px) until it is taken, so
+    submitting all 40,000 chunks of ImageNet at once could hold gigabytes."""
+    if pool is None:
+        yield from map(_decode_chunk, tasks)
+        return
+    window, pending = 4 * workers, collections.deque()
+    for task in tasks:
+        pending.append(pool.submit(_decode_chunk, task))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _pool(workers: int):
     # One process needs no pool: decoding in place is simpler to debug and to profile.
     return ProcessPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext()
+
+
+def _finish_split(items, images_path: Path, labels_path: Path, state: SplitProgress) -> None:
+    """Drop the failed rows and write the labels; then the split is finished for good."""
+    keep = np.delete(np.arange(len(items)), state.failed)
+    rows = np.load(images_path, mmap_mode="r").shape[0]
+    if state.failed and rows == len(items):  # a resumed run may find the rows already dropped
+        _drop_rows(images_path, keep)
+    np.save(labels_path, np.array([label for _, label in items], np.int64)[keep])
+    state.finished = True
+    state.save()
 
 
 def _decode_chunk(task: tuple[str, int, list, int, bool]) -> tuple[list[int], _Moments | None]:
@@ -283,7 +329,10 @@ def _swap_in(building: Path, target: Path) -> None:
     """Replace `target` by the finished `building` dir in renames only.
 
     A reader sees the old cache, no cache, or the new one; never half of one.
+    What only a build needs (its owner, its progress) is left behind.
     """
+    for leftover in [building / OWNER, *building.glob("*.progress.npz")]:
+        leftover.unlink()
     if target.exists():
         stale = target.with_name(f".{target.name}.stale-{uuid.uuid4().hex[:8]}")
         os.rename(target, stale)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from netdsl.data.folder import DataWarning, decode_square
+from netdsl.data import build_folders
+from netdsl.data.folder import DataWarning, decode_square, scan_folder
 from netdsl.data.prepare import prepare
 
 prepare_module = importlib.import_module("netdsl.data.prepare")
@@ -74,7 +78,7 @@ def test_build_folder_of_a_killed_prepare_is_removed(tiny_dataset):
 
 
 def test_owner_host_is_what_prepare_writes():
-    host, pid = prepare_module._owner().split()
+    host, pid = build_folders._owner().split()
     assert host == os.uname().nodename and int(pid) == os.getpid()
 
 
@@ -89,3 +93,19 @@ def test_skipped_images_are_named_on_every_run_in_netdsl_words(tiny_dataset, cap
         lines = [line for line in err.splitlines() if "skipped 1 unreadable" in line]
         assert len(lines) == 1 and lines[0].startswith("warning: skipped 1 unreadable image(s) in "), (run, err)
         assert "broken.png" in lines[0] and ".py:" not in err and "warnings.warn" not in err
+
+
+def test_a_build_of_the_same_files_by_a_running_prepare_is_refused_not_shared(tiny_dataset):
+    target = tiny_dataset / ".netdsl-cache" / "8"
+    fingerprint = prepare_module._fingerprint(scan_folder(tiny_dataset), 8)
+    building = build_folders.build_folder(target, fingerprint)
+    building.mkdir(parents=True)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        (building / ".owner").write_text(f"{os.uname().nodename} {other.pid}\n")
+        try:
+            with pytest.raises(ValueError, match=f"another prepare \\(process {other.pid} on .*\\) is building"):
+                prepare(tiny_dataset, size=8, workers=1, progress=False)
+        finally:
+            other.kill()
+    assert building.is_dir() and not target.exists()
+    assert prepare(tiny_dataset, size=8, workers=1, progress=False).train_images.shape[0] == 12  # its owner gone

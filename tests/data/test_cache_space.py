@@ -6,8 +6,10 @@ import collections
 import importlib
 import shutil
 
+import pytest
+
 from netdsl.cli import main
-from netdsl.data.cache_space import cache_bytes
+from netdsl.data.cache_space import bytes_on_disk, cache_bytes, check_space
 from netdsl.data.prepare import prepare
 
 prepare_module = importlib.import_module("netdsl.data.prepare")
@@ -38,3 +40,19 @@ def test_a_cache_too_big_for_the_disk_is_one_line_exit_2_before_decoding(tiny_da
     assert not decoded
     target = prepare_module.default_cache_dir(tiny_dataset, 16)
     assert not target.exists() and not list(target.parent.glob(f".{target.name}.building-*"))
+
+
+def test_a_resumed_build_needs_only_what_is_not_written_yet(tmp_path, monkeypatch, capsys):
+    Usage = collections.namedtuple("Usage", "total used free")
+    total = cache_bytes(1000, 64)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**12, 0, total - 4 * 10**6))
+    with pytest.raises(ValueError, match=r"needs 13\.4 MB but"):
+        check_space(tmp_path, 1000, 64, announce=False)
+    built = tmp_path / "build"
+    built.mkdir()
+    (built / "train_images.npy").write_bytes(b"\1" * 5 * 10**6)  # written blocks, not a sparse length
+    assert check_space(tmp_path, 1000, 64, announce=True, built=built) <= total - 5 * 10**6
+    assert "5.0 MB of it already written" in capsys.readouterr().err
+    with open(built / "val_images.npy", "wb") as sparse:
+        sparse.truncate(10**9)  # as open_memmap makes an image file: long, with nothing written
+    assert bytes_on_disk(built) < 6 * 10**6

@@ -15,6 +15,7 @@ from netdsl.data.prepare import load_prepared, prepare
 
 # The package re-exports the function prepare under the module's name, so fetch the module itself.
 prepare_module = importlib.import_module("netdsl.data.prepare")
+prepare_progress = importlib.import_module("netdsl.data.prepare_progress")
 
 
 def test_cache_holds_each_split_decoded_in_scan_order(tiny_dataset):
@@ -133,17 +134,36 @@ def test_each_size_has_its_own_cache(tiny_dataset):
     assert load_prepared(small.cache_dir).train_images.shape[1:] == (4, 4, 3)
 
 
-def test_interrupted_build_leaves_no_cache_behind(tiny_dataset, monkeypatch):
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
+def test_interrupted_build_leaves_no_cache_but_its_work_for_the_next_prepare(tiny_dataset, monkeypatch):
+    decode = prepare_module._decode_chunk
+    calls = []
 
-    monkeypatch.setattr(prepare_module, "_decode_split", killed)
+    def killed_on_the_third_chunk(task):
+        calls.append(task)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return decode(task)
+
+    monkeypatch.setattr(prepare_module, "CHUNK", 2)
+    monkeypatch.setattr(prepare_progress, "SAVE_EVERY", 0.0)
+    monkeypatch.setattr(prepare_module, "_decode_chunk", killed_on_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         prepare(tiny_dataset, size=8, workers=1, progress=False)
     cache_root = tiny_dataset / ".netdsl-cache"
-    assert list(cache_root.iterdir()) == []
     with pytest.raises(ValueError, match="not a prepared dataset"):
         load_prepared(cache_root / "8")
+    [building] = cache_root.glob(".8.building-*")
+
+    calls.clear()
+    monkeypatch.setattr(prepare_module, "_decode_chunk", lambda task: (calls.append(task), decode(task))[1])
+    resumed = prepare(tiny_dataset, size=8, workers=1, progress=False)
+    # 12 training images in chunks of 2: the first two chunks were kept, four remain, then val's three.
+    assert [task[1] for task in calls] == [4, 6, 8, 10, 0, 2, 4]
+    assert not building.exists()
+    fresh = prepare(tiny_dataset, size=8, cache_dir=tiny_dataset / "fresh", workers=1, progress=False)
+    assert np.array_equal(resumed.train_images, fresh.train_images)
+    assert np.array_equal(resumed.val_images, fresh.val_images)
+    assert np.array_equal(resumed.mean, fresh.mean) and np.array_equal(resumed.eigvec, fresh.eigvec)
 
 
 def test_unwritable_dataset_folder_falls_back_to_the_user_cache(tiny_dataset, tmp_path, monkeypatch):
