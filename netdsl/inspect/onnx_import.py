@@ -3,16 +3,18 @@ and a checkpoint of its weights.
 
 The ONNX graph is walked in its own (topological) order. Constant and
 Identity nodes are folded first (a Constant becomes a known array, an
-Identity an alias of its input). Every other node goes through one small
+Identity an alias of its input), then the patterns an exporter writes for
+one kind (SiLU's Sigmoid and Mul, GELU's erf arithmetic) are fused into one
+operator (onnx_import_fuse.py). Every other node goes through one small
 function per ONNX op type (OPS), which reads the node's attributes and known
 arrays and returns a Layer: the netdsl kind, its arguments in .net syntax,
 and its weights by parameter name. An op or attribute a function cannot
 express raises Unsupported, which names the node and the op.
 
-A new layer kind plugs in with one entry in OPS (onnx_import_ops.py): e.g. `"HardSwish":
-_unary("hard_swish")`, or a function for an op with attributes (Clip's min
-and max as inputs -> `clip(min=, max=)`). The mapping lives here, beside the
-export's MAPPERS, so that both directions of a kind are read together.
+A kind computed by one attribute-free ONNX operator plugs in through the
+`onnx_op` of its layer module, which the exporter writes too; any other needs
+one function in OPS (onnx_import_ops.py, onnx_import_activations.py), as
+Clip's min and max (inputs from opset 11) -> `relu6` or `clip(min=, max=)`.
 
 The conventions that differ (the inverse of onnx_export's): ONNX LRN divides
 alpha by the window, netdsl does not; netdsl's average pool divides by the
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NetDslError
+from .onnx_import_fuse import fuse
 from .onnx_import_graph import Graph, _fold, _unsupported
 from .onnx_import_ops import OPS
 
@@ -97,10 +100,12 @@ def convert(model, network: str):
     tensor_name = {image: "image"}
     lines, arrays = [], {}
     outputs = [o.name for o in model.graph.output]
-    for node in model.graph.node:
-        if _fold(g, node):
-            continue
-        if node.op_type == "Softmax" and node.output[0] in outputs:  # the probabilities: the loss stands for them
+    nodes = fuse(g, [node for node in model.graph.node if not _fold(g, node)], outputs)
+    read = {g.name(t) for node in nodes for t in node.input}
+    for node in nodes:
+        if node.op_type == "Softmax" and node.output[0] in outputs and node.output[0] not in read:
+            # the probabilities: the loss stands for them, and the scores are what they were computed from
+            g.alias[node.output[0]] = g.name(node.input[0])
             continue
         mapper = OPS.get(node.op_type)
         if mapper is None:

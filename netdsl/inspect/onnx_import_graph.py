@@ -31,6 +31,8 @@ class Graph:
         self.consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         self.alias: dict[str, str] = {}
         self.shapes: dict[str, list] = {}  # tensor -> its full shape by ONNX's shape inference, batch first
+        # ops whose meaning changed between opsets (Softmax at 13) read it
+        self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
     def name(self, tensor: str) -> str:
         while tensor in self.alias:

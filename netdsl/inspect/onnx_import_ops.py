@@ -1,11 +1,16 @@
 """ONNX op -> netdsl layer kind, one function per op type (OPS): each reads a
 node's attributes and constant inputs and returns a Layer, or raises
 Unsupported naming the node, the op and what is missing. A new kind's mapping
-is one entry here (see docs/onnx-import.md)."""
+is one entry here (see docs/onnx-import.md); a kind computed by one ONNX
+operator without attributes names it as its `onnx_op`, which the exporter
+writes and OPS reads, so that such a kind needs no entry at all."""
 from __future__ import annotations
 
 import numpy as np
 
+from ..layers import REGISTRY
+from ..layers._broadcast import broadcast_shape
+from .onnx_import_activations import clip, gelu, hard_sigmoid, softmax, swish
 from .onnx_import_graph import Graph, Layer, _allowed, _num, _pair, _symmetric_pads, _unsupported, attrs
 
 
@@ -161,6 +166,19 @@ def add(g: Graph, node) -> Layer:
     return _activations(g, node, "add")
 
 
+def mul(g: Graph, node) -> Layer:
+    constants = [t for t in node.input if g.name(t) in g.consts]
+    if constants:
+        raise _unsupported(node, f"multiplying by the constant `{constants[0]}` cannot be expressed "
+                                 "(netdsl's mul multiplies two layer outputs)")
+    shapes = [g.shapes.get(g.name(t), ["?"])[1:] for t in node.input]
+    if all(s and all(isinstance(v, int) for v in s) for s in shapes) and broadcast_shape(shapes) is None:
+        shown = " and ".join(" x ".join(map(str, s)) for s in shapes)
+        raise _unsupported(node, f"a product of {shown} cannot be expressed (netdsl's mul takes one shape, "
+                                 "or C x 1 x 1 times C x H x W)")
+    return Layer("mul", list(node.input))
+
+
 def _activations(g: Graph, node, kind: str) -> Layer:
     constants = [t for t in node.input if g.name(t) in g.consts]
     if constants:
@@ -168,17 +186,18 @@ def _activations(g: Graph, node, kind: str) -> Layer:
     return Layer(kind, list(node.input))
 
 
-OPS = {
+# attribute-free kinds with their one ONNX operator (Relu, Tanh, Sigmoid, HardSwish, ...);
+# Identity's (identity, transfer) are folded away before OPS is read
+_SINGLE_OPS = {layer.onnx_op: _unary(kind) for kind, layer in sorted(REGISTRY.items())
+               if layer.onnx_op and layer.onnx_op != "Identity"}
+
+OPS = _SINGLE_OPS | {
     "Conv": conv,
     "Gemm": gemm,
     "MatMul": matmul,
     "BatchNormalization": batchnorm,
     "MaxPool": _pool("maxpool"),
     "AveragePool": _pool("avgpool"),
-    "GlobalAveragePool": _unary("global_avgpool"),
-    "Relu": _unary("relu"),
-    "Tanh": _unary("tanh"),
-    "Sigmoid": _unary("sigmoid"),
     "LeakyRelu": leaky_relu,
     "Elu": elu,
     "PRelu": prelu,
@@ -189,4 +208,10 @@ OPS = {
     "Concat": concat,
     "Add": add,
     "Sum": add,
+    "Mul": mul,
+    "Clip": clip,
+    "HardSigmoid": hard_sigmoid,
+    "Swish": swish,
+    "Gelu": gelu,
+    "Softmax": softmax,
 }

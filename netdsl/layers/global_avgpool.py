@@ -19,6 +19,7 @@ from .base import torch_functional, Example, Layer, ShapeError
 class GlobalAvgPool(Layer):
     kind = "global_avgpool"
     doc = "mean of each channel over all its pixels: C x H x W -> C x 1 x 1"
+    onnx_op = "GlobalAveragePool"
     examples = (
         Example({}, [(3, 4, 5)]),
         Example({}, [(2, 1, 1)], "one pixel: the identity"),
@@ -41,6 +42,3 @@ class GlobalAvgPool(Layer):
 
     def torch_forward(self, a, params, xs, train, state=None):
         return torch_functional().adaptive_avg_pool2d(xs[0], 1)
-
-    def onnx(self, b, name, d, xs):
-        b.op("GlobalAveragePool", [xs[0]], name)

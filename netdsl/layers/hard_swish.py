@@ -14,6 +14,7 @@ class HardSwish(Layer):
     kind = "hard_swish"
     doc = "x min(max(x + 3, 0), 6) / 6"
     traits = frozenset({"elementwise", "activation"})
+    onnx_op = "HardSwish"
     examples = (Example({}, [(3, 5, 4)]), Example({}, [(7,)]))
 
     def forward(self, a, params, xs, ctx):
@@ -28,6 +29,3 @@ class HardSwish(Layer):
 
     def torch_forward(self, a, params, xs, train, state=None):
         return torch_functional().hardswish(xs[0])
-
-    def onnx(self, b, name, d, xs):
-        b.op("HardSwish", [xs[0]], name)

@@ -146,7 +146,7 @@ def _cases():
     from onnx import helper
     w = ("w", np.ones((4, 4, 3, 3)))
     return [
-        (helper.make_node("Gelu", ["x"], ["y"], name="act/Gelu"), [], "op Gelu"),
+        (helper.make_node("Mish", ["x"], ["y"], name="act/Mish"), [], "op Mish"),
         (helper.make_node("Conv", ["x", "w"], ["y"], name="c1", pads=[0, 0, 1, 1]), [w], "asymmetric pads"),
         (helper.make_node("Conv", ["x", "w"], ["y"], name="c1", auto_pad="SAME_UPPER"), [w], "auto_pad"),
         (helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 3]), [], "square"),
