@@ -17,7 +17,7 @@ from .errors import NetDslError, format_error
 from .graph_ops import forward_nodes
 from .inspect.transforms import TRANSFORMS
 from .options import device_list, parse_sets
-from .userpaths import check_out_dir
+from .userpaths import check_out_dir, write_whole
 
 
 def dump_text(g) -> str:
@@ -86,10 +86,10 @@ def _write_plan(g, out: Path, targets: list[str], batch: int, after=None) -> lis
         where, placement = PLACEMENTS[target]
         plan = passes.plan_step(g, batch, target, placement, after=after)
         kernels[target] = list(dict.fromkeys(k.name for m in plan.modules for k in m.kernels if k.shape != "gemm"))
-        (out / KERNEL_FILES[target]).write_text(render_module(plan.modules, target))
+        write_whole(out / KERNEL_FILES[target], render_module(plan.modules, target))
         suffix = "" if len(targets) == 1 else f".{target}"
-        (out / f"plan{suffix}.json").write_text(json.dumps(plan_json(plan), indent=1))
-        (out / f"memory{suffix}.json").write_text(json.dumps(memory_json(plan), indent=1))
+        write_whole(out / f"plan{suffix}.json", json.dumps(plan_json(plan), indent=1))
+        write_whole(out / f"memory{suffix}.json", json.dumps(memory_json(plan), indent=1))
         written += [KERNEL_FILES[target], f"plan{suffix}.json", f"memory{suffix}.json"]
         layers = sum(1 for _, d in g.nodes(data=True) if d.is_layer)
         print(f"{target}: {plan.kernel_count} kernels from {len(plan.modules)} distinct bodies for "
@@ -132,8 +132,8 @@ def cmd_compile(args) -> int:
     out = Path(args.output or Path("out") / g.graph["network"])
     out.mkdir(parents=True, exist_ok=True)
     forward = g.subgraph(forward_nodes(g))
-    (out / "graph.json").write_text(graph_json(forward))
-    (out / "graph.dot").write_text(graph_dot(forward))
+    write_whole(out / "graph.json", graph_json(forward))
+    write_whole(out / "graph.dot", graph_dot(forward))
     written = ["graph.json", "graph.dot"]
     if shutil.which("dot"):
         subprocess.run(["dot", "-Tsvg", str(out / "graph.dot"), "-o", str(out / "graph.svg")], check=True)

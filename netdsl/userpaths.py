@@ -70,3 +70,15 @@ def write_failure(exc: OSError) -> NetDslError:
     where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
     return NetDslError(f"cannot write or read {where}: {exc.strerror or exc}",
                        hint="check that the folder exists, is writable and has free space")
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` so that `path` is the old file or the new one, never half of
+    one (a full disk or a kill mid-write): written beside it, then renamed over it."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

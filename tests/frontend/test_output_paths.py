@@ -97,3 +97,27 @@ def test_run_folder_turned_read_only_mid_run(tmp_path, capsys, monkeypatch):
                  "--no-progress", "--set", "epochs=1", "--batch", "16"]) == 2
     expect_one_line(capsys, f"error: cannot write or read {run / 'checkpoint.npz'}: {os.strerror(errno.EROFS)}")
     assert not (run / "checkpoint.npz").exists()
+
+
+def test_compile_stopped_by_a_full_disk_mid_write_leaves_each_file_whole(tmp_path, capsys, monkeypatch):
+    """A disk that fills while plan.json is half written: one line, exit 2, and every file in
+    the folder is the earlier compile's or this one's, never half of one, with no leftovers."""
+    out = tmp_path / "out"
+    assert main(["compile", LENET, "-o", str(out), "--target", "c"]) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    capsys.readouterr()
+    write_text = Path.write_text
+
+    def disk_full_in_plan(self, text, *args, **kwargs):
+        if self.name.endswith("plan.json.partial"):
+            write_text(self, text[: len(text) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full_in_plan)
+    assert main(["compile", LENET, "-o", str(out), "--target", "c", "--set", "act=tanh"]) == 2
+    expect_one_line(capsys, "cannot write or read", "plan.json.partial", os.strerror(errno.ENOSPC))
+    after = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert sorted(after) == sorted(before)  # no .partial file left behind
+    assert after["plan.json"] == before["plan.json"]  # the old plan, whole
+    assert after["kernels.c"] != before["kernels.c"]  # written before the disk filled: the new one, whole
