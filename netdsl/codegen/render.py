@@ -21,7 +21,8 @@ arguments bound to their buffer), `.grad` (the gradient tensor), `.shape`
 (no batch for activations) and `.size` (elements, whole batch). Every
 template, the dialects included, also sees `index_type(n)`, `f32(x)` (an
 exact float literal), `prod`, `parallel_threshold` and `split_k(m, n, k)` (the slices
-of k a long matrix product is cut into: netdsl/codegen/split_k.py).
+of k a long matrix product is cut into) and `row_slices(rows, cols)` (the same for
+long row sums; both in netdsl/codegen/split_k.py).
 
 The kernel text is written against the dialect macros (`{% import dialect as
 d %}`; see templates/_c.j2). Templates compose templates (Jinja imports and
@@ -41,7 +42,7 @@ import numpy as np
 from ..layers import REGISTRY, REQUIRED
 from ..resources import templates_dir
 from .plan import ELEMENT_TYPES, SCALARS, Arg, Buffer, GemmVariant, Kernel, KernelSource
-from .split_k import split_k
+from .split_k import row_slices, split_k
 from .targets import TARGETS, Target
 
 TEMPLATES = templates_dir()
@@ -107,7 +108,7 @@ def environment() -> jinja2.Environment:
     env.filters["c_block"] = c_block
     env.add_extension(f"{__package__}.text.TextHelpers")
     env.globals.update(index_type=index_type, f32=f32, prod=math.prod, parallel_threshold=PARALLEL_THRESHOLD,
-                       split_k=split_k)
+                       split_k=split_k, row_slices=row_slices)
     return env
 
 

@@ -35,3 +35,24 @@ def split_k(m: int, n: int, k: int) -> int:
     tiles = math.ceil(m / TILE) * math.ceil(n / TILE)
     wanted = min(math.ceil(BLOCKS / tiles), k // MIN_DEPTH, MAX_SLICES, MAX_WORKSPACE // (m * n))
     return max((s for s in range(1, wanted + 1) if k % s == 0), default=1)
+
+
+# A row sum's blocks stream memory at one load per thread in flight, so it needs every
+# block the GPU can hold at once to near the DRAM rate: 8 blocks of 256 threads on each
+# of an H100/H200's 132 SMs.
+RESIDENT_ROW_BLOCKS = 8 * 132
+MIN_ROW_SLICE = 512  # elements per block: two loads per thread of a 256-thread block at least
+
+
+def row_slices(rows: int, cols: int) -> int:
+    """Equal slices each of `rows` sums of `cols` elements is cut into, a block per slice.
+
+    A convolution's bias gradient sums each filter's row of the output gradient,
+    batch x pixels long (48 rows of 387,200 for AlexNet's conv1 at batch 128): a block
+    per row leaves most of the GPU idle and each block waits on its loads one after
+    another. S slices give rows x S blocks writing partial sums, which a flat kernel
+    adds in slice order (deterministic, as split_k's partial products). S is the
+    largest divisor of cols that is at most enough for RESIDENT_ROW_BLOCKS blocks,
+    cols / MIN_ROW_SLICE and MAX_SLICES."""
+    wanted = min(math.ceil(RESIDENT_ROW_BLOCKS / rows), cols // MIN_ROW_SLICE, MAX_SLICES)
+    return max((s for s in range(1, wanted + 1) if cols % s == 0), default=1)

@@ -55,7 +55,7 @@ def report(plan, dev: Device, costs: list[model.LaunchCost], assumption: str | N
         f"thread and tensor read over {params.dram_latency_ns:g} ns (Little's law); L2 hits on re-reads assumed "
         f"{params.l2_hit:.0%}; families whose time the bytes do not explain: calibrated factors",
         f"yardstick: {yardstick.TORCH_EFFICIENCY:.1%} of the TF32 (convolutions) and FP32 peaks, at least "
-        f"{yardstick.TORCH_HOST_US_PER_LAUNCH:g} us per launch; calibrated on: {yardstick.MEASURED}",
+        f"{yardstick.TORCH_HOST_US_PER_OPERATION:g} us per graph operation; calibrated on: {yardstick.MEASURED}",
         f"device: {dev.sources}",
     ]
     return "\n".join(lines)
