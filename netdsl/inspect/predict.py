@@ -53,7 +53,9 @@ def report(plan, dev: Device, costs: list[model.LaunchCost], assumption: str | N
         "tensor-core efficiencies assumed",
         f"memory: {params.dram_efficiency:.0%} of the DRAM peak at most, {params.bytes_per_load} B in flight per "
         f"thread and tensor read over {params.dram_latency_ns:g} ns (Little's law); L2 hits on re-reads assumed "
-        f"{params.l2_hit:.0%}; families whose time the bytes do not explain: calibrated factors",
+        f"{params.l2_hit:.0%}"
+        + ("; families whose time the bytes do not explain: calibrated factors" if params.slowdown else
+           "; every kernel priced by its bytes (no measured family factors)"),
         f"yardstick: {yardstick.TORCH_EFFICIENCY:.1%} of the TF32 (convolutions) and FP32 peaks, at least "
         f"{yardstick.TORCH_HOST_US_PER_OPERATION:g} us per graph operation; calibrated on: {yardstick.MEASURED}",
         f"device: {dev.sources}",

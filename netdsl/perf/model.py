@@ -44,14 +44,15 @@ GEMM_EFFICIENCY = {
 }
 
 
-# Families the model's bytes do not explain, with the factor the H200 run showed (its
-# time less launch costs, over the model's): max-pool's backward scans each window's
-# argmax per output. Calibrated on AlexNet alone; CIFAR checks it. Kernels rewritten
-# since are modelled by their bytes until measured: that run's col2im (a block per plane
-# adding one kernel offset at a time, 8x its bytes) is now a gather, a thread per input
-# element; LRN's backward (5x its bytes: it read-modify-wrote its window sum in global
-# memory once per channel) and forward now keep each pixel's sum in a register.
-SLOWDOWN = {"maxpool_to_backward": 3.5}
+# Families the model's bytes do not explain, with the factor a measured run showed (its
+# time less launch costs, over the model's). None at present: the three the H200 run of
+# 2026-12-04 found have been rewritten since and are modelled by their bytes until
+# measured. Its col2im (a block per plane adding one kernel offset at a time, 8x its
+# bytes) is now a gather, a thread per input element; LRN's backward (5x: it
+# read-modify-wrote its window sum in global memory once per channel) and forward keep
+# each pixel's sum in a register; max-pool's backward (3.5x: a pass per window offset,
+# each a read-modify-write, between barriers) is a gather, a thread per input element.
+SLOWDOWN: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
