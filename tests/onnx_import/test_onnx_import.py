@@ -80,6 +80,16 @@ class Basic(nn.Module):
         return torch.relu(y + (x if self.proj is None else self.proj(x)))
 
 
+def spread_batch_norms(module) -> None:
+    """Batch norms away from the identity (as trained ones are), then eval mode, for export."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    module.eval()
+
+
 def small_resnet():
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                          Basic(8, 8, 1), Basic(8, 8, 1), Basic(8, 16, 2), Basic(16, 16, 1),
@@ -114,12 +124,7 @@ class View(nn.Module):
 def test_pytorch_module_imported(tmp_path, make, fold, opset):
     torch.manual_seed(0)
     module = make()
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-    module.eval()
+    spread_batch_norms(module)
     images = torch.randn(3, 3, 16, 16)
     kwargs = {} if fold else {"training": torch.onnx.TrainingMode.PRESERVE}
     torch.onnx.export(module, images, str(tmp_path / "m.onnx"), opset_version=opset, dynamo=False,

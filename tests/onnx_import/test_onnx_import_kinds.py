@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_onnx_import import RTOL, imported_logits, param_count, rel_err
+from test_onnx_import import RTOL, imported_logits, param_count, rel_err, spread_batch_norms
 
 from netdsl.cli import main
 from netdsl.inspect.onnx_export import onnx_model
@@ -89,12 +89,7 @@ def softmax_mid_graph():
 
 def export_and_import(tmp_path, module, opset, preserve=True):
     torch.manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-    module.eval()
+    spread_batch_norms(module)
     images = torch.randn(3, 3, 16, 16)
     kwargs = {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False} if preserve else {}
     torch.onnx.export(module, images, str(tmp_path / "m.onnx"), opset_version=opset, dynamo=False, **kwargs)
