@@ -6,6 +6,8 @@ conv2d computes, forward and backward, and trains a step on the reference
 backend. Errors point at the name inside the call."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -152,3 +154,15 @@ def test_the_depthwise_block_matches_pytorch_and_trains_a_step():
     for name in ("s.dw.d.conv.weight", "t.d.conv.weight", "t.p.weight", "f.weight"):
         assert_close((before[name] - ex.params[name]) / 0.01, p[name].grad.numpy(), 1e-8, name)
     assert ex.evaluate(images, labels)["loss"] < result["loss"]
+
+
+def test_the_documented_example_compiles_at_any_size():
+    language = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
+    example = language.split("A depthwise separable block written once")[1].split("```\n")[1]
+    head = "param size = 224\ninput image : 3 x size x size\ninput label : 10 classes\n"
+    for side, pooled in ((224, 112), (160, 80)):
+        g = compile_graph(text=head + example + "f = fc(pool, 10)\nloss = softmax_loss(f, label)\n", file="d.net",
+                          overrides={"size": str(side)})
+        assert g.nodes["s.dw.d.conv"].args["groups"] == 32 and g.nodes["t.d.conv"].args["groups"] == 64
+        assert g.nodes["t.d.conv"].args["filters"] == 128 and g.nodes["t.p"].shape == (128, pooled, pooled)
+        assert g.nodes["pool"].args["size"] == pooled and g.nodes["pool"].shape == (128, 1, 1)
