@@ -84,10 +84,11 @@ class NetworkDecl:
 class InputDecl:
     """`input image : 3 x 224 x 224` (shape) or `input label : 1000 classes`; `classes` may
     also name a param (`input label : classes`) or be `auto` (the param `classes`, which
-    `netdsl train` sets from the training folder's class count)."""
+    `netdsl train` sets from the training folder's class count). The sizes of a shape are
+    values (numbers, param names, arithmetic), evaluated when the graph is built."""
 
     name: str
-    shape: tuple[int, ...] | None
+    shape: tuple["Value", ...] | None
     classes: int | str | None
     pos: Pos
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from . import ast, blocks
+from . import ast, blocks, input_sizes
 from .errors import NetDslError, Pos, did_you_mean
 from .layers import REGISTRY
 from .nodes import NetGraph, Node, Order, Phase, Role
@@ -94,7 +94,8 @@ class _Builder:
             self.g.graph["network"] = s.name
         elif isinstance(s, ast.InputDecl):
             self._define(s.name, s.pos, "input")
-            shape = s.shape if s.shape is not None else (self._class_count(s),)
+            params = self.g.graph["params"]
+            shape = input_sizes.evaluate(s, params) if s.shape is not None else (self._class_count(s),)
             self._add(s.name, role=Role.INPUT, kind="input", label=s.shape is None, shape=shape,
                       device="host", pos=s.pos, stmt=s.name, tower=None)
             self.g.graph["tensors"][s.name] = {"nodes": {None: s.name}, "tower": None, "pos": s.pos, "order": self.order}

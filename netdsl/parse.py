@@ -4,12 +4,13 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 
-from . import ast
+from . import ast, input_sizes
 from .errors import NetDslError, Pos, register_source
 from .resources import grammar_path
 
@@ -142,12 +143,20 @@ class _ToAst(Transformer):
     def network(self, meta, items):
         return ast.NetworkDecl(str(items[0]), self._p(items[0]))
 
+    def size_expr(self, items):
+        return _Bracketed(items[0])
+
     def input_image(self, items):
-        return ast.InputDecl(str(items[0]), tuple(_int_dim(t, self.file) for t in items[1:]), None,
-                             self._p(items[0]))
+        sizes = items[1:]
+        if len(sizes) == 1 and isinstance(sizes[0], ast.Name):
+            # One bare name: a label input sized by a param (`input label : classes`) or `auto`.
+            return ast.InputDecl(str(items[0]), None, sizes[0].name, self._p(items[0]))
+        # Sizes stay values: params and `--set` decide them when the graph is built.
+        sizes = tuple(s.value if isinstance(s, _Bracketed) else s for s in sizes)
+        return ast.InputDecl(str(items[0]), sizes, None, self._p(items[0]))
 
     def input_label(self, items):
-        # `K classes`, or a param's name (`input label : classes`), or `auto`: the graph resolves names
+        # `K classes`, or a param's name (`input label : n classes`): the graph resolves names
         count = str(items[1]) if items[1].type == "NAME" else _int_dim(items[1], self.file)
         return ast.InputDecl(str(items[0]), None, count, self._p(items[0]))
 
@@ -173,6 +182,13 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def train(self, meta, items):
         return ast.TrainDecl(tuple(items), _pos(self.file, meta))
+
+
+@dataclass(frozen=True)
+class _Bracketed:
+    """An input size written in brackets, so `input v : (n)` is a size and not a label count."""
+
+    value: ast.Value
 
 
 def _int_dim(token: Token, file: str) -> int:
@@ -279,6 +295,10 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str, start: str) -> Net
                            "names are letters, digits and `_`; comments start with `#`")
     token = getattr(exc, "token", None)
     at_end = isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END")
+    if not at_end and token is not None and getattr(token, "line", None) is not None:
+        sizes = input_sizes.syntax_error(text, file, token.line, token.column)
+        if sizes is not None:
+            return sizes
     expected = getattr(exc, "expected", None) or getattr(exc, "allowed", set())
     offset = len(text) if at_end else token.start_pos
     if "RBRACE" in expected or (at_end and _unclosed(text, offset, "{", "}") is not None):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from . import ast
 from .errors import NetDslError, did_you_mean
 from .layers import Init
+from .shape_refs import SHAPE_FUNCTIONS
 
 TYPE_WORDS = {
     "int": "a whole number", "float": "a number", "bool": "true or false", "init": "an initialiser",
@@ -161,6 +162,9 @@ def coerce(what: str, want: str, value: ast.Value, params: dict) -> object:
 
 
 def _name_hint(value: ast.Value, params: dict) -> str | None:
+    if isinstance(value, ast.Call) and value.name in SHAPE_FUNCTIONS:
+        return (f"{value.name}(x) is a tensor's shape, known only where the shapes before it are: "
+                "in a layer's arguments (or a block use's)")
     if isinstance(value, ast.Name):
         close = did_you_mean(value.name, params)
         return f"`{value.name}` is not a param{close}" if params else f"`{value.name}` is not a param"

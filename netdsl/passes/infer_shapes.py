@@ -28,6 +28,17 @@ def infer_shapes(g: nx.DiGraph) -> nx.DiGraph:
     return g
 
 
+def infer_upto(g: nx.DiGraph, names: list[str]) -> None:
+    """Shapes of `names` and of everything they read, before the pass runs: for a layer
+    argument that reads a shape (netdsl/shape_refs.py) while later layers are unresolved."""
+    needed = set(names).union(*(nx.ancestors(g, n) for n in names))
+    for name in topological(g.subgraph(needed)):
+        node = g.nodes[name]
+        if node.is_layer and node.shape is None:
+            with noted(node):
+                _infer(g, name, node)
+
+
 def _infer(g: nx.DiGraph, name: str, node: Node) -> None:
     layer = REGISTRY[node.kind]
     in_shapes = [tuple(g.nodes[u].shape) for u in ordered_inputs(g, name)]

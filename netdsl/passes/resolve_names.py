@@ -11,19 +11,21 @@ For every layer, in file order:
              lives on several devices;
   arguments  positional then keyword, then the file's `defaults` for the
              kind, then the kind's own defaults, each converted to its type
-             and checked.
+             and checked; `channels(x)`, `height(x)`, `width(x)` read the
+             shapes of what precedes the layer (netdsl/shape_refs.py).
 A layer with one input that is given several gets them concatenated too.
 """
 from __future__ import annotations
 
 import networkx as nx
 
-from .. import ast
+from .. import ast, shape_refs
 from ..blocks import noted
 from ..errors import NetDslError, did_you_mean
 from ..layers import REGISTRY
 from ..nodes import Node, Part, Role
 from ..values import coerce, from_command_line, show, substitute
+from .infer_shapes import infer_upto
 
 
 def _kind(call: ast.LayerCall, params) -> str:
@@ -69,8 +71,17 @@ def _lookup(g: nx.DiGraph, ref: ast.Value, node: Node) -> list[str]:
                       "(an explicit cross-GPU link)")
 
 
+def _shape_reader(g: nx.DiGraph, node: Node) -> shape_refs.ShapeReader:
+    """The shapes of the tensor(s) a reference names, as `node` would read them."""
+    def read(ref: ast.Value) -> list[tuple[int, ...]]:
+        names = _lookup(g, ref, node)
+        infer_upto(g, names)
+        return [tuple(g.nodes[n].shape) for n in names]
+    return read
+
+
 def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Arg], g: nx.DiGraph, call,
-               overrides: dict[str, ast.Arg]) -> dict:
+               overrides: dict[str, ast.Arg], read: shape_refs.ShapeReader) -> dict:
     params = g.graph["params"]
     given: dict[str, ast.Arg] = {}
     names = [s.name for s in layer.args]
@@ -98,12 +109,13 @@ def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Ar
                                   f"{kind}({', '.join(names)}): {spec.doc or spec.name}")
             values[spec.name] = spec.default
             continue
-        value = coerce(f"`{spec.name}` of {kind}", spec.type, source.value, params)
+        written = shape_refs.evaluate(source.value, params, read)
+        value = coerce(f"`{spec.name}` of {kind}", spec.type, written, params)
         complaint = spec.check(value) if spec.check and value is not None else None
         if complaint:
             given_set = from_command_line(source.value, params)
             if given_set is None:
-                raise NetDslError(f"`{spec.name}` of {kind} {complaint}", source.value.pos,
+                raise NetDslError(f"`{spec.name}` of {kind} {complaint}", written.pos,
                                   f"{kind}({spec.name}=...): {spec.doc}" if spec.doc else None)
             option = given_set.pos.file.strip("<>")
             raise NetDslError(f"`{spec.name}` of {kind} {complaint}, but {option} gives {show(given_set)}",
@@ -165,7 +177,8 @@ def _resolve(g: nx.DiGraph, name: str, params) -> None:
     keyword = [a for a in args if a.key is not None]
     if keyword and positional and args.index(positional[-1]) > args.index(keyword[0]):
         raise NetDslError("a positional argument follows a keyword argument", positional[-1].pos)
-    node.kind, node.args = kind, _arguments(layer, kind, positional, keyword, g, call, node.overrides)
+    node.kind, node.args = kind, _arguments(layer, kind, positional, keyword, g, call, node.overrides,
+                                            _shape_reader(g, node))
     sources = _gather(g, name, layer, inputs, call.pos)
     for u in list(g.predecessors(name)):
         g.remove_edge(u, name)
