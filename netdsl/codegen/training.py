@@ -12,9 +12,10 @@ The update's buffers: the parameter (`param` role, written), its velocity
 gradient (`d<param>`), and the step's `gate` (2 floats: the gradient scale and
 whether to update at all); its run-time scalars are `momentum`, `lr` and `decay`.
 
-    render_watch(target)                              templates/watch.j2: the guard's and
-                                                      clipping's sums of squares on the device
-                                                      (CUDA only; the runtime launches them)
+    render_watch(target)                              templates/watch.j2: the guard's,
+                                                      clipping's and gradient flow's sums of
+                                                      squares on the device (CUDA only; the
+                                                      runtime launches them)
     render_input_augment(crop, size, channels, ...)   templates/input_augment.j2: a training
                                                       batch's uint8 crops to the float32 input
                                                       (CUDA only; runtime/cuda_feed.py)

@@ -62,7 +62,7 @@ class Executor:
         self.grad_norm = None  # the last step's global gradient norm (measured when clipping)
         self.steps = 0  # completed updates; the dropout counter
         # Per-parameter (||gradient||, ||update||, ||weight||) of the last step, when asked for
-        # (train/gradient_flow.py); backends that update on a device leave it None.
+        # (train/gradient_flow.py); the cuda backend reduces them on the device (cuda_watch.py).
         self.measure_norms, self.last_norms = False, None
         self.image_offset = 0  # first image of this batch in the global one (a data-parallel rank's shard)
         self.order = forward_nodes(graph)

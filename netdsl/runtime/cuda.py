@@ -275,10 +275,13 @@ class Executor(DeviceStep, PlannedExecutor):
         self._velocity = value
 
     def _params_changed(self) -> None:
-        """Upload the host weights and momentum (after set_params or load)."""
+        """Upload the host weights and momentum (after set_params or load); a forward-only
+        plan (validation's twin, train/inference.py) has no momentum to upload."""
         if not hasattr(self, "plan"):
             return  # during construction; _bind_persistent uploads them
         for table, role in ((self._params, "param"), (self._velocity, "momentum")):
             for name, array in table.items():
                 layer, pname = name.rsplit(".", 1)
-                self.upload(TensorRef(layer, role, pname), array)
+                ref = TensorRef(layer, role, pname)
+                if ref in self.plan.tensors:
+                    self.upload(ref, array)

@@ -10,7 +10,10 @@ PlannedExecutor. A step issues, in order and without waiting:
     backward      then the sum of squares of every parameter gradient (slot 1)
     gate          the update's gradient scale (clipping) and whether to update at all
     update        the SGD kernels, which read the gate
-    read          the totals (four doubles), into pinned memory; one wait per device
+    flow          with `measure_norms` (the trainer's per-layer gradient flow): each
+                  parameter tensor's three sums of squares, after the update (watch.j2)
+    read          the totals (four doubles, and three per parameter tensor with the flow),
+                  into pinned memory, in one copy; one wait per device
 
 with a `join` between phases (streams wait for each other on the device). The
 host then looks at the two totals: only when one is not finite does the guard's
@@ -18,6 +21,8 @@ slow path run (planned.py's `_find_first_bad`, which reruns the pass call by
 call and names the first bad layer); the gate kept the weights and momentum as
 they were, so the step raises as it would have before updating. No weight or
 gradient crosses to the host; `gradients()` reads the gradients after the wait.
+With the flow measured, `last_norms` is then what optimizer.step_norms gives
+the host backends: {param: (||gradient as applied||, ||momentum||, ||weight||)}.
 
 The backend supplies `join()`, `read_later(ref)` (an array filled once the
 step's read has waited) and `watch` (cuda_watch.Watch: `reduce`, `gate`,
@@ -123,9 +128,12 @@ class DeviceStep:
             self._set_rates()
             self._run(self.launches["update"], True)
             self.join()
+        flow = update and self.measure_norms
+        if flow:
+            self.watch.measure_flow()
         if getattr(self, "_upcoming", None) is not None:  # everything is issued: the next batch's turn
             self.feed.send_ahead(self._upcoming)
-        per_device = self.watch.settle()
+        per_device = self.watch.settle(flow)
         totals = sum(per_device.values())
         if self.guard:
             bad = "forward" if not math.isfinite(totals[0]) else (
@@ -134,6 +142,8 @@ class DeviceStep:
                 self._name_the_bad_layer(bad, images, labels if with_loss else None, train, later)
         if clipping:
             self.grad_norm = math.sqrt(totals[1])
+        if flow:
+            self.last_norms = self.watch.norms()
         if self.scores_node in later:
             shape = (self.batch,) + tuple(self.g.nodes[self.scores_node].shape)
             scores = later.pop(self.scores_node).reshape(shape)[:n].copy()

@@ -9,13 +9,17 @@ barely learns.
 
 Measured from arrays every step already has, after its update: the gradient
 as applied (after clipping), the momentum buffer (the update itself, since
-w <- w + v) and the updated weight; three float32 dot products per tensor,
-no extra pass (runtime/optimizer.step_norms). The executors whose arrays are
-host memory (reference, cpu) report them as `last_norms`; the cuda backend's
-device step does not yet (it would need a per-tensor reduction kernel), so
-its runs log no flow. The trainer sums them over the epoch's steps (the sums
-travel in the checkpoint's run state, so a resumed epoch logs the same
-means) and metrics.jsonl gets the means:
+w <- w + v) and the updated weight. Every executor reports them as
+`last_norms`, {param: (||gradient||, ||update||, ||weight||)}, when its
+`measure_norms` is set (the trainer sets it). The executors whose arrays are
+host memory (reference, cpu) take three float32 dot products per tensor, no
+extra pass (runtime/optimizer.step_norms). The cuda backend reduces them on
+the device after the update (templates/watch.j2's netdsl_watch_flow: two
+launches per GPU, the three sums of squares in double), and the 24 bytes per
+tensor come back in the step's one read of its totals, so a step still waits
+for the device once (runtime/cuda_watch.py). The trainer sums them over the
+epoch's steps (the sums travel in the checkpoint's run state, so a resumed
+epoch logs the same means) and metrics.jsonl gets the means:
 
     "gradient_norm": {param: mean over steps of ||dL/dw||}
     "update_ratio":  {param: mean over steps of ||v|| / ||w||}

@@ -70,7 +70,7 @@ class Trainer:
         self.initial = None  # the starting weights, kept only for a restart before any checkpoint
         self.validator = InferenceView(executor)
         self.timing = {"train": 0.0, "validation": 0.0}  # seconds of this process, for reports
-        executor.measure_norms = True  # per-layer gradient flow; backends updating on a device ignore it
+        executor.measure_norms = True  # per-layer gradient flow (the cuda backend reduces it on the device)
 
     # ---- checkpoints ------------------------------------------------------
     def save(self, name: str = "checkpoint.npz") -> None:

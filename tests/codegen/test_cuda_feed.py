@@ -113,9 +113,9 @@ def test_the_next_batch_is_uploaded_before_the_step_waits(cuda):
     traffic, crop_bytes = cuda[1].traffic, 2 * (32 * 32 * 3 + 24)
     settle, uploaded_by_the_wait = ex.watch.settle, []
 
-    def watched_settle():
+    def watched_settle(*args):
         uploaded_by_the_wait.append(traffic["htod_bytes"])
-        return settle()
+        return settle(*args)
     ex.watch.settle = watched_settle
     batches = [batch(index) for index in range(3)]
     traffic.clear()

@@ -1,10 +1,14 @@
 """Per-layer gradient flow in metrics.jsonl and gradients.png: the logged
 norms equal norms computed here from the weights before and after every step
 and gradients from a separate executor; a run interrupted mid-epoch and
-resumed logs the same figures; compare draws two runs side by side."""
+resumed logs the same figures; the cpu backend and the cuda backend (over
+the PyCUDA stand-in, its norms reduced on the device) log the reference's;
+compare draws two runs side by side."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +95,26 @@ def test_the_cpu_backend_logs_the_reference_figures(tmp_path, data):
     for key in ("gradient_norm", "update_ratio"):
         for name, value in ref[key].items():
             assert cpu[key][name] == pytest.approx(value, rel=1e-4), (key, name)
+
+
+def test_the_cuda_backend_logs_the_reference_figures(tmp_path, data, monkeypatch):
+    """The trainer on the cuda backend, over the PyCUDA stand-in: the norms come from the
+    device's reduction after each update (runtime/cuda_watch.py), not from the host."""
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ to emulate CUDA with")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "codegen"))
+    import fake_pycuda
+    (tmp_path / "emulated").mkdir()
+    fake_pycuda.cuda_backend(tmp_path / "emulated", monkeypatch)
+    for backend in ("reference", "cuda"):
+        assert train(tmp_path, data, tmp_path / backend, "--epochs", "1", "--backend", backend,
+                     "--set", "precision=fp32") == 0
+    ref, gpu = history(tmp_path / "reference")[0], history(tmp_path / "cuda")[0]
+    assert gpu["gradient_norm"].keys() == ref["gradient_norm"].keys() == gpu["update_ratio"].keys()
+    for key in ("gradient_norm", "update_ratio"):
+        for name, value in ref[key].items():
+            assert gpu[key][name] == pytest.approx(value, rel=1e-4), (key, name)
+    read_png(tmp_path / "cuda" / "gradients.png")
 
 
 def test_an_interrupted_and_resumed_run_logs_the_same_flow(tmp_path, data, monkeypatch, capsys):
