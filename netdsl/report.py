@@ -10,7 +10,7 @@ import networkx as nx
 
 from .graph_ops import topological
 from .graph_ops import BYTES_PER_VALUE
-from .receptive import receptive_fields
+from .receptive import pixels, receptive_fields
 
 
 def shape_text(shape) -> str:
@@ -87,7 +87,7 @@ def layer_rows(g: nx.DiGraph) -> list[tuple[str, ...]]:
         field = fields.get(name)
         rows.append((name, node.kind, node.device, shape_text(node.shape),
                      f"{params:,}" if params else "", f"{node.macs:,}" if node.macs else "",
-                     str(field.size) if field else "", str(field.stride) if field and len(node.shape) == 3 else "",
+                     pixels(field.size) if field else "", pixels(field.stride) if field and len(node.shape) == 3 else "",
                      "" if node.label else human_bytes(math.prod(node.shape) * BYTES_PER_VALUE), args_text(node.args)))
     return rows
 

@@ -22,7 +22,7 @@ def test_alexnet_conv5_sees_163_pixels_at_stride_16():
                 "conv5.conv": (163, 16), "conv5.maxpool": (195, 32)}
     for layer, (size, stride) in expected.items():
         for gpu in ("gpu0", "gpu1"):
-            assert (f[f"{layer}@{gpu}"].size, f[f"{layer}@{gpu}"].stride) == (size, stride), layer
+            assert (f[f"{layer}@{gpu}"].size, f[f"{layer}@{gpu}"].stride) == ((size, size), (stride, stride)), layer
 
 
 def test_info_prints_arguments_fields_and_activation_memory(capsys):
@@ -65,7 +65,29 @@ loss = softmax_loss(s, label)
 
 def test_grouped_dilated_and_multi_input_fields():
     f = receptive_fields(compile_graph(text=GROUPED, training=True))
-    assert (f["a"].size, f["a"].stride) == (3, 2)     # groups do not change the spatial field
-    assert (f["b"].size, f["b"].stride) == (9, 1)     # dilation 2: a 5-tap window spans 9
+    assert (f["a"].size, f["a"].stride) == ((3, 3), (2, 2))     # groups do not change the spatial field
+    assert (f["b"].size, f["b"].stride) == ((9, 9), (1, 1))     # dilation 2: a 5-tap window spans 9
     # concat takes its largest input (b: 9, stride 1); the pool then adds 1*1
-    assert (f["c.maxpool"].size, f["c.maxpool"].stride) == (10, 2)
+    assert (f["c.maxpool"].size, f["c.maxpool"].stride) == ((10, 10), (2, 2))
+
+
+RECTANGULAR = """
+input image : 3 x 20 x 20
+input label : 3 classes
+a = conv(image, 4, size=[1, 7], stride=[2, 1], pad=[0, 3])
+b = conv(a, 4, size=[3, 1], dilation=[1, 2])
+s = fc(b, 3)
+loss = softmax_loss(s, label)
+"""
+
+
+def test_rectangular_windows_have_a_field_per_axis(tmp_path, capsys):
+    """By hand: a spans 1 row and 7 columns, rows 2 apart; b adds 2 rows at stride 2 (4) and
+    no columns; fc covers b's 8 x 20 outputs: rows 5 + 7*2 = 19, columns 7 + 19 = 26."""
+    f = receptive_fields(compile_graph(text=RECTANGULAR, training=True))
+    assert (f["a"].size, f["a"].stride) == ((1, 7), (2, 1))
+    assert (f["b"].size, f["b"].stride) == ((5, 7), (2, 1))
+    assert f["s"].size == (5 + 7 * 2, 7 + 19)
+    (tmp_path / "r.net").write_text(RECTANGULAR)
+    assert main(["info", str(tmp_path / "r.net")]) == 0
+    assert row(capsys.readouterr().out, "b").split()[4:6] == ["5x7", "2x1"]
