@@ -90,4 +90,4 @@ def test_rectangular_windows_have_a_field_per_axis(tmp_path, capsys):
     assert f["s"].size == (5 + 7 * 2, 7 + 19)
     (tmp_path / "r.net").write_text(RECTANGULAR)
     assert main(["info", str(tmp_path / "r.net")]) == 0
-    assert row(capsys.readouterr().out, "b").split()[4:6] == ["5x7", "2x1"]
+    assert row(capsys.readouterr().out, "b").split()[6:8] == ["5x7", "2x1"]
