@@ -186,15 +186,36 @@ def _resolve(g: nx.DiGraph, name: str, params) -> None:
         g.add_edge(src, name, slot=slot, marked=marked)
 
 
+def _copy(g: nx.DiGraph, consumer: str, source: str, pos) -> str:
+    """An identity node reading `source`, for a layer that reads it again (`concat(p, p)`):
+    the graph holds one edge per pair of nodes, so a second edge from the same tensor would
+    vanish. Through the copy, backward sums the two reads' gradients as for any tensor read
+    by two layers, as PyTorch's autograd does for `torch.cat([p, p])`."""
+    attrs = g.nodes[consumer]
+    base = f"{attrs.stmt}.again" + (f"@{attrs.device}" if attrs.tower else "")
+    name, i = base, 1
+    while name in g:
+        i += 1
+        name = base.replace(".again", f".again{i}")
+    g.add_node(name, role=Role.LAYER, kind="identity", args={}, stmt=attrs.stmt, tower=attrs.tower,
+               device=attrs.device, placed=attrs.placed, pos=pos, order=attrs.order.beside(Part.BEFORE),
+               head=True, uses=attrs.uses)
+    g.add_edge(source, name, slot=0, marked=False)
+    return name
+
+
 def _gather(g, name, layer, inputs, pos) -> list[tuple[str, bool]]:
-    """One (source, marked) per input slot, concatenating where a slot receives several."""
-    flat = [src for group, _ in inputs for src in group]
-    twice = next((src for i, src in enumerate(flat) if src in flat[:i]), None)
-    if twice is not None:
-        # The graph holds one edge per pair of nodes, so a second read of the same tensor would vanish.
-        raise NetDslError(f"{layer.kind} reads `{twice}` twice", pos,
-                          "a layer reads each tensor once; to use it twice, copy it first: "
-                          f"`{twice}_copy = transfer({twice})`")
+    """One (source, marked) per input slot, concatenating where a slot receives several and
+    reading a tensor read before in this layer through a copy."""
+    seen: set[str] = set()
+    for group, _ in inputs:
+        for i, src in enumerate(group):
+            if src in seen and "loss" in layer.traits:
+                raise NetDslError(f"{layer.kind} reads `{src}` twice", pos,
+                                  f"a loss reads the scores, then the label: {layer.kind}(scores, label)")
+            if src in seen:
+                group[i] = _copy(g, name, src, pos)
+            seen.add(group[i])
     if layer.n_inputs is None:
         return [(src, marked) for group, marked in inputs for src in group]
     if layer.n_inputs == 1:

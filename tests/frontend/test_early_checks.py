@@ -39,8 +39,6 @@ CASES = [
     ("lists nested 600 deep", NET + "param p = " + "[" * 600 + "]" * 600, 5, 75, "nested more than 64 deep"),
     ("calls nested 600 deep", NET + "param p = " + "g(" * 600 + ")" * 600, 5, 140, "nested more than 64 deep"),
     # valid-looking files that broke
-    ("concat of one tensor twice", HEAD + "p = conv(image, 4, size=3)\nc = concat(p, p)\n", 4, 5, "reads `p` twice"),
-    ("fc of one tensor twice", HEAD + "p = conv(image, 4, size=3)\nf = fc(p, p, 10)\n", 4, 5, "reads `p` twice"),
     ("loss of scores twice", HEAD + "f = fc(image, 10)\nloss = softmax_loss(f, f)\n", 4, 8, "reads `f` twice"),
     ("loss without a label", HEAD + "f = fc(image, 10)\ng = fc(image, 10)\nloss = softmax_loss(f, g)\n", 5, 8,
      "needs a label input"),
