@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from ..errors import NetDslError
 from ..graph_ops import image_input
 from ..userpaths import check_data_dir, check_out_dir, check_regular_file
 from .checkpoints import check_checkpoint, expected_shapes, fallback_hint
-from .datasets import class_count, data_plan, default_dataset, input_scale, scaled
+from .datasets import checkpoint_test_plan, class_count, data_plan, default_dataset, input_scale, scaled
 from .evaluate import evaluate, log_probabilities
 from .inference import inference_executor
 from .init_weights import apply_init, check_init
@@ -234,9 +234,7 @@ def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backe
     check_regular_file(checkpoint, "checkpoint")
     check_data_dir(data_dir)
     net, config = checkpoint_network(checkpoint, network)
-    _, _, test_aug = data_plan(net, ten_crop=ten_crop)
-    if config.get("network_only"):  # no training mean image belongs to it: pixels as predict feeds them
-        test_aug = replace(test_aug, mean_subtract=False)
+    test_aug = checkpoint_test_plan(net, config, ten_crop)
     _, data = open_data(net, data_dir, training=False)
     remap = by_name(checkpoint, config, data, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)

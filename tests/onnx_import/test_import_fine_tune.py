@@ -115,6 +115,9 @@ def test_test_and_predict_take_the_imported_weights(imported, tmp_path, capsys):
         want = nn.functional.cross_entropy(model(torch.from_numpy(batch.astype(np.float32))), labels).item()
     assert line.startswith("20 validation images (centre crop): loss ")
     assert float(line.split("loss ")[1].split(",")[0]) == pytest.approx(want, abs=6e-5)
+    assert main(["test", "--checkpoint", str(weights), "--data", str(data), "--backend", "reference",
+                 "--transform", "none", "--no-progress"]) == 0  # the ensemble path: no mean image either
+    assert capsys.readouterr().out.strip().splitlines()[-1] == line
 
     moved = tmp_path / "elsewhere.npz"
     moved.write_bytes(weights.read_bytes())

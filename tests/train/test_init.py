@@ -188,3 +188,16 @@ def test_a_checkpoint_of_another_network_is_refused(small_shapes, tmp_path, caps
     err = capsys.readouterr().err.splitlines()[0]
     assert err.startswith(f"error: --init: no parameter of this network is in {tmp_path / 'run' / 'checkpoint.npz'}")
     assert "probably the checkpoint of another network" in err
+
+
+def test_a_resume_before_the_first_checkpoint_starts_from_the_init_weights_again(small_shapes, tmp_path, capsys):
+    from netdsl.train.launch import resume_run
+    run = tmp_path / "run"
+    assert train_run(write_net(tmp_path), small_shapes, run) == 0
+    new_run(write_net(tmp_path), small_shapes, tmp_path / "fine", run / "checkpoint.npz")  # killed before a step
+    capsys.readouterr()
+    trainer = resume_run(str(tmp_path / "fine"), None, False)
+    assert f"init: 4 of 4 parameter tensors loaded from {(run / 'checkpoint.npz').resolve()}" in capsys.readouterr().out
+    for name, value in stored(run / "checkpoint.npz").items():
+        assert np.array_equal(trainer.ex.params[name], value), name
+    assert trainer.epoch == 0 and trainer.ex.steps == 0
