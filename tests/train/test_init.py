@@ -59,8 +59,7 @@ def lenet_run(tmp_path_factory):
     return data, folder / "run"
 
 
-def test_init_loads_the_weights_and_starts_at_epoch_1_with_zero_momentum(lenet_run, tmp_path, capsys,
-                                                                           private_cache):
+def test_init_loads_the_weights_and_starts_at_epoch_1_with_zero_momentum(lenet_run, tmp_path, capsys):
     data, run = lenet_run
     ckpt = run / "checkpoint.npz"
     trained, momentum = stored(ckpt), stored(ckpt, "velocity/")
