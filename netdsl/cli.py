@@ -161,6 +161,11 @@ def cmd_train(args) -> int:
 def _train(args, world) -> int:
     from .train.launch import RunFinished, resume_run, start_run
     progress = False if args.no_progress else None
+    if args.resume and args.init:
+        raise NetDslError(f"--init and --resume cannot be combined: --init starts a new run from the weights in "
+                          f"{args.init} (at epoch 1, momentum zero), --resume continues {args.resume} with its own",
+                          hint="to continue a run, drop --init; to fine-tune from its weights, drop --resume and "
+                          f"give --init {Path(args.resume) / 'checkpoint.npz'}")
     if args.resume:
         fixed = argtypes.resume_conflicts(args)
         if fixed:
@@ -177,7 +182,8 @@ def _train(args, world) -> int:
         if not args.file:
             raise NetDslError("train needs a .net file (or --resume RUN)")
         trainer = start_run(args.file, parse_sets(args.set), args.data, args.out, args.backend, args.epochs,
-                            args.batch, args.seed, args.workers, args.save_every, progress, args.devices, world=world)
+                            args.batch, args.seed, args.workers, args.save_every, progress, args.devices, world=world,
+                            init=args.init)
     history = trainer.run()
     if history:
         last = history[-1]
@@ -187,9 +193,16 @@ def _train(args, world) -> int:
 
 
 def cmd_test(args) -> int:
-    if args.file:  # the network comes from the checkpoint's run; a second source of it would be ignored
+    from .train.launch import in_run
+    if args.file and (len(args.checkpoint) > 1 or in_run(args.checkpoint[0])):
+        # the network comes from the checkpoint's run; a second source of it would be ignored
         raise NetDslError(f"test takes the network from the checkpoint's run directory, not from {args.file}",
-                          hint="leave the .net file out: `netdsl test --checkpoint CKPT --data DIR`")
+                          hint="leave the .net file out: `netdsl test --checkpoint CKPT --data DIR` (a .net file "
+                          "is taken only with one checkpoint outside a run, as `netdsl import` writes)")
+    if args.file and (args.sweep or args.transform):
+        raise NetDslError(f"--sweep and --transform take the network of a checkpoint outside a run from the .net "
+                          f"file of its name beside it, not from {args.file}",
+                          hint="leave the .net file out, with FILE.net beside FILE.npz")
     if args.transform not in (None, "none") and args.ten_crop:
         raise NetDslError(f"--transform {args.transform} and --ten-crop cannot be combined: a transform acts on "
                           "the one crop the network sees", hint="drop --ten-crop (or --transform)")
@@ -213,7 +226,7 @@ def cmd_test(args) -> int:
     args.checkpoint = args.checkpoint[0]
     from .train.launch import test_checkpoint
     result = test_checkpoint(args.checkpoint, args.data, args.ten_crop, args.backend, args.batch, args.devices,
-                             False if args.no_progress else None)
+                             False if args.no_progress else None, network=args.file)
     crops = "ten-crop" if result["ten_crop"] else "centre crop"
     print(f"{result['images']} validation images ({crops}): loss {result['loss']:.4f}, "
           f"top-1 error {result['top1_error']:.2%}, top-5 error {result['top5_error']:.2%}")
@@ -231,7 +244,7 @@ def cmd_predict(args) -> int:
         print(predict_text(predict_ensemble([args.checkpoint] + members, images, args.backend, args.devices)))
         return 0
     from .train.launch import predict
-    for path, ranked in predict(args.checkpoint, args.images, args.backend, args.devices):
+    for path, ranked in predict(args.checkpoint, args.images, args.backend, args.devices, network=args.net):
         print(path)
         for name, p in ranked:
             print(f"  {p:7.2%}  {name}")
@@ -289,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", metavar="DIR", help="ImageNet-layout folder: DIR/train/<class>/*, DIR/val/<class>/*")
     c.add_argument("--out", metavar="RUN", help="run directory (default runs/<network>-<time>)")
     c.add_argument("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped")
+    c.add_argument("--init", metavar="CKPT", help="start a new run from the weights in CKPT (a run's checkpoint or "
+                   "`netdsl import`'s .npz), matched by name and shape; the rest keep the file's init")
     c.add_argument("--epochs", type=argtypes.positive, help="with --resume: train the run to this many epochs")
     c.add_argument("--batch", type=argtypes.batch)
     c.add_argument("--seed", type=argtypes.non_negative)
@@ -299,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_train)
 
     c = sub.add_parser("test", help="top-1/top-5 error of a checkpoint on DIR/val")
-    c.add_argument("file", nargs="?", help="not taken: the run directory holds the network (refused if given)")
+    c.add_argument("file", nargs="?", help="the network of a checkpoint outside a run directory (as `netdsl import` "
+                   "writes; default: the .net file of the same name beside it); refused for a run's checkpoint")
     c.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
                    help="repeat for an ensemble: the members' softmax outputs are averaged")
     c.add_argument("--transform", choices=sorted(TRANSFORMS), help="errors with every image transformed so")
@@ -320,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("predict", help="top-5 classes of images")
     c.add_argument("checkpoint", metavar="CKPT")
     c.add_argument("images", nargs="+", metavar="IMAGE", help="images; .npz files first are more ensemble members")
+    c.add_argument("--net", metavar="FILE", help="the network of a checkpoint outside a run directory (as `netdsl "
+                   "import` writes; default: the .net file of the same name beside it)")
     c.set_defaults(fn=cmd_predict)
 
     c = sub.add_parser("prepare", help="decode an image folder into the preprocessing cache")

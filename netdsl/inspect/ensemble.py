@@ -19,7 +19,7 @@ from ..data.loader import BatchLoader
 from ..data.progress import counted
 from ..errors import NetDslError
 from ..layers.softmax_loss import top_k_error
-from ..train.datasets import class_count, data_plan, input_scale, input_size, scaled
+from ..train.datasets import checkpoint_test_plan, class_count, data_plan, input_scale, input_size, scaled
 from ..train.evaluate import log_probabilities
 from ..train.launch import by_name, checkpoint_network, open_data, relabelled
 from .transforms import transformed
@@ -45,14 +45,14 @@ def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | No
     net, config = checkpoint_network(checkpoint)
     if transform not in (None, "none"):
         ten_crop = False  # a transform acts on the one crop the network sees
-    _, _, test_aug = data_plan(net, ten_crop=ten_crop)
+    test_aug = checkpoint_test_plan(net, config, ten_crop)
     _, data = open_data(net, data_dir, training=False)
     remap = by_name(checkpoint, config, data, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)
     side = input_size(net)[1]
     top = (data.size - side) // 2
-    mean_crop = data.mean[top:top + side, top:top + side].transpose(2, 0, 1)
+    mean_crop = data.mean[top:top + side, top:top + side].transpose(2, 0, 1) if test_aug.mean_subtract else None
     logps, labels = [], []
     with BatchLoader(data, "val", ex.batch, test_aug, workers=2) as loader:
         shown = counted(loader, len(loader), f"testing {Path(checkpoint).name}", progress)
@@ -135,7 +135,7 @@ def predict_ensemble(checkpoints: list[str], images: list[str], backend: str = "
         ex = net.executor(backend=backend, batch=1, devices=devices)
         ex.load(checkpoint)
         mean_file = Path(checkpoint).parent / "mean.npy"
-        mean = np.load(mean_file) if mean_file.exists() else None
+        mean = np.load(mean_file) if mean_file.exists() and not config.get("network_only") else None
         rows = []
         for path in images:
             try:

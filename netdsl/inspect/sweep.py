@@ -19,7 +19,7 @@ import numpy as np
 from ..data.loader import BatchLoader
 from ..errors import NetDslError
 from ..layers.softmax_loss import top_k_error
-from ..train.datasets import data_plan, input_scale, input_size, scaled
+from ..train.datasets import checkpoint_test_plan, input_scale, input_size, scaled
 from ..train.evaluate import log_probabilities
 from ..train.inference import inference_executor
 from ..train.launch import checkpoint_network, open_data
@@ -64,7 +64,7 @@ def sweep(checkpoint: str, data_dir: str, spec: str, fill: str = "reflect", out:
     folder = Path(out) if out else Path(checkpoint).parent
     check_out_dir(folder, run=False)
     net, config = checkpoint_network(checkpoint)
-    _, _, test_aug = data_plan(net, ten_crop=False)  # a transform acts on the one crop the network sees
+    test_aug = checkpoint_test_plan(net, config, ten_crop=False)  # a transform acts on the one crop the network sees
     _, data = open_data(net, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
     ex.load(checkpoint)

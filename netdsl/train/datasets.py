@@ -3,6 +3,7 @@ training and test augmentation, and the built-in default dataset used when
 `--data` is not given."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,13 @@ def data_plan(net, ten_crop: bool | None = None) -> tuple[int, AugmentSpec, Augm
     ten = spec.test.name == "ten_crop" if ten_crop is None else ten_crop
     test = AugmentSpec(crop=side, crop_mode="ten" if ten else "center")
     return prepared, train, test
+
+
+def checkpoint_test_plan(net, config: dict, ten_crop: bool | None = None) -> AugmentSpec:
+    """Evaluation augmentation for a checkpoint: a run's subtracts the mean image, weights
+    outside a run (`config["network_only"]`, as `netdsl import` writes) have none."""
+    test = data_plan(net, ten_crop=ten_crop)[2]
+    return replace(test, mean_subtract=False) if config.get("network_only") else test
 
 
 def input_scale(net) -> float:

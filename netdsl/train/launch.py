@@ -22,9 +22,10 @@ from ..errors import NetDslError
 from ..graph_ops import image_input
 from ..userpaths import check_data_dir, check_out_dir, check_regular_file
 from .checkpoints import check_checkpoint, expected_shapes, fallback_hint
-from .datasets import class_count, data_plan, default_dataset, input_scale, scaled
+from .datasets import checkpoint_test_plan, class_count, data_plan, default_dataset, input_scale, scaled
 from .evaluate import evaluate, log_probabilities
 from .inference import inference_executor
+from .init_weights import apply_init, check_init
 from .trainer import RunOptions, Trainer, read_config, write_config
 
 
@@ -85,7 +86,9 @@ def relabelled(batches, remap):
 
 def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None, backend: str,
               epochs: int | None, batch: int | None, seed: int | None, workers: int | None, save_every: int | None,
-              progress: bool | None, devices: list[int] | None = None, world: World | None = None) -> Trainer:
+              progress: bool | None, devices: list[int] | None = None, world: World | None = None,
+              init: str | None = None) -> Trainer:
+    """A new run; `init`: a checkpoint whose weights, matched by name, replace the file's init."""
     world = world or World()
     if not world.is_root:  # rank 0 makes the run (data cache, kernels, run directory); the others join it
         return resume_run(world.share(what="making the run directory"), backend, progress, devices, world=world)
@@ -97,6 +100,7 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
         check_data_dir(data_dir)
     source = Path(file).read_text(encoding="utf-8", errors="replace")
     net = network_from_source(source, str(file), overrides)
+    arrays = check_init(init, expected_shapes(net.graph)) if init else None
     options = RunOptions(epochs=epochs or net.train.epochs, batch=batch or net.train.batch,
                          seed=net.train.seed if seed is None else seed, workers=workers or default_workers(),
                          save_every=save_every or 0, progress=progress)
@@ -114,9 +118,12 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
     executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
                                    devices=world.devices(devices, backend)), world)
     announce_precision(net, executor, world)
+    if init:
+        print(apply_init(executor, init, arrays), flush=True)
     write_config(run_dir, {"file": str(file), "source": source, "overrides": overrides,
                            "data": str(data_path.resolve()), "backend": executor.backend,
-                           "classes": data.classes, "class_names": data.class_names, "options": asdict(options)})
+                           "classes": data.classes, "class_names": data.class_names, "options": asdict(options),
+                           **({"init": str(Path(init).resolve())} if init else {})})
     np.save(run_dir / "mean.npy", data.mean)  # so predict needs neither the data nor its cache
     print(f"run directory: {run_dir}" + (f" ({world.size} ranks)" if world.size > 1 else ""))
     world.share(str(run_dir))
@@ -161,6 +168,10 @@ def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices
     executor = attach(net.executor(backend=backend, batch=world.local_batch(options.batch), seed=options.seed,
                                    devices=world.devices(devices, backend)), world)
     announce_precision(net, executor, world)
+    if not state and config.get("init"):  # no checkpoint yet: the run starts from its --init weights again
+        summary = apply_init(executor, config["init"])
+        if world.is_root:
+            print(summary, flush=True)
     trainer = Trainer(net, data, executor, run_path, options, world)
     if state:
         trainer.restore()
@@ -172,12 +183,21 @@ def resume_run(run_dir: str, backend: str | None, progress: bool | None, devices
     return trainer
 
 
-def checkpoint_network(checkpoint: str) -> tuple[Network, dict]:
-    """The network a checkpoint belongs to, from its run directory's config, with the
-    checkpoint checked against it (cheaply, before any executor is built)."""
+def checkpoint_network(checkpoint: str, network: str | None = None) -> tuple[Network, dict]:
+    """The network a checkpoint belongs to, with the checkpoint checked against it (cheaply,
+    before any executor is built). A run's checkpoint: from its run directory's config. A
+    checkpoint outside a run (the weights `netdsl import` writes): from `network`, or the
+    .net file of the same stem beside it; its config then names the file and the train
+    block's options only (`network_only`: no classes, no mean image)."""
     path = Path(checkpoint)
     check_regular_file(path, "checkpoint")
-    config = read_config(path.parent)
+    if in_run(path):
+        if network is not None:
+            raise NetDslError(f"{path} belongs to the run in {path.parent}, which holds its network: "
+                              f"{network} would not be used", hint="leave the .net file out")
+        config = read_config(path.parent)
+    else:
+        config = network_only_config(path, network)
     net = network_from_source(config["source"], config["file"], config["overrides"])
     params = expected_shapes(net.graph)
     try:
@@ -187,13 +207,34 @@ def checkpoint_network(checkpoint: str) -> tuple[Network, dict]:
     return net, config
 
 
+def in_run(checkpoint: str | Path) -> bool:
+    return (Path(checkpoint).parent / "config.json").exists()
+
+
+def network_only_config(checkpoint: Path, network: str | None) -> dict:
+    beside = checkpoint.with_suffix(".net")
+    if network is None and not beside.is_file():
+        raise NetDslError(f"{checkpoint} is not in a run directory (no config.json beside it) and no network file "
+                          f"{beside.name} is beside it",
+                          hint="name the network it belongs to: `netdsl test FILE.net --checkpoint CKPT ...`, "
+                          "`netdsl predict --net FILE.net CKPT IMAGE...`")
+    file = Path(network) if network is not None else beside
+    check_regular_file(file, "network file")
+    source = file.read_text(encoding="utf-8", errors="replace")
+    spec = network_from_source(source, str(file), {}).train
+    return {"file": str(file), "source": source, "overrides": {}, "backend": "auto", "network_only": True,
+            "options": {"epochs": spec.epochs, "batch": spec.batch, "seed": spec.seed}}
+
+
 def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backend: str, batch: int | None,
-                    devices: list[int] | None = None, progress: bool | None = None) -> dict:
-    """Errors on DIR/val; `ten_crop` None means the file's own `test` mode."""
+                    devices: list[int] | None = None, progress: bool | None = None,
+                    network: str | None = None) -> dict:
+    """Errors on DIR/val; `ten_crop` None means the file's own `test` mode; `network`: the
+    .net file of a checkpoint outside a run."""
     check_regular_file(checkpoint, "checkpoint")
     check_data_dir(data_dir)
-    net, config = checkpoint_network(checkpoint)
-    _, _, test_aug = data_plan(net, ten_crop=ten_crop)
+    net, config = checkpoint_network(checkpoint, network)
+    test_aug = checkpoint_test_plan(net, config, ten_crop)
     _, data = open_data(net, data_dir, training=False)
     remap = by_name(checkpoint, config, data, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)
@@ -206,10 +247,10 @@ def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backe
 
 
 def predict(checkpoint: str, images: list[str], backend: str, devices: list[int] | None = None,
-            top: int = 5) -> list[tuple[str, list]]:
+            top: int = 5, network: str | None = None) -> list[tuple[str, list]]:
     for path in images:  # before the checkpoint, which may be hundreds of MB
         check_regular_file(path, "image")
-    net, config = checkpoint_network(checkpoint)
+    net, config = checkpoint_network(checkpoint, network)
     prepared_size, _, _ = data_plan(net)
     side = net.graph.nodes[image_input(net.graph)].shape[1]
     decoded = []
@@ -220,7 +261,7 @@ def predict(checkpoint: str, images: list[str], backend: str, devices: list[int]
             raise NetDslError(f"cannot read image {path}: {decoder_reason(exc)}") from None
     ex = net.executor(backend=backend, batch=1, devices=devices)
     ex.load(checkpoint)
-    mean = _read_mean(Path(checkpoint).parent / "mean.npy", prepared_size)
+    mean = None if config.get("network_only") else _read_mean(Path(checkpoint).parent / "mean.npy", prepared_size)
     names = config.get("class_names") or config.get("classes") or []
     results = []
     for path, pixels in zip(images, decoded):
