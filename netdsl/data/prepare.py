@@ -25,8 +25,6 @@ files goes on from there to a cache identical to an uninterrupted one
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import hashlib
 import json
 import os
@@ -34,23 +32,20 @@ import shutil
 import sys
 import uuid
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from netdsl import paths
-from netdsl.data.folder import DataWarning, FolderDataset, decode_square, scan_folder
+from netdsl.data.decode_split import decode_pool, decode_split
+from netdsl.data.folder import DataWarning, FolderDataset, scan_folder
 from netdsl.data.build_folders import OWNER, build_folder, claim, remove_abandoned
 from netdsl.data.cache_space import check_space
-from netdsl.data.moments import _Moments
-from netdsl.data.prepare_progress import SplitProgress
 from netdsl.data.progress import progress_bar
 
 CACHE_FORMAT = 1  # bump when the cache layout or the decoding changes
 SPLITS = ("train", "val")
-CHUNK = 32  # images per worker task: small enough to balance, large enough to amortise
 SKIPPED_SHOWN = 10
 
 
@@ -218,16 +213,10 @@ def _build(dataset: FolderDataset, size: int, out: Path, workers: int, progress:
     run finished there; returns the metadata."""
     counts, skipped = {}, []
     bar = progress_bar(len(dataset.train) + len(dataset.val), f"prepare {size}px", progress)
-    with bar, _pool(workers) as pool:
+    with bar, decode_pool(workers) as pool:
         for split in SPLITS:
             items = getattr(dataset, split)
-            images_path = out / f"{split}_images.npy"
-            state = SplitProgress.open(out, split, len(items), CHUNK, size, split == "train", images_path)
-            if not state.finished:
-                _decode_split(items, size, images_path, pool, workers, bar, state)
-                _finish_split(items, images_path, out / f"{split}_labels.npy", state)
-            else:
-                bar.update(len(items))
+            state = decode_split(items, size, out, split, pool, workers, bar)
             counts[split] = len(items) - len(state.failed)
             skipped += [str(items[i][0].relative_to(dataset.root)) for i in state.failed]
             if split == "train":
@@ -241,88 +230,6 @@ def _build(dataset: FolderDataset, size: int, out: Path, workers: int, progress:
         "classes": dataset.classes, "class_names": dataset.class_names, "counts": counts,
         "eigval": eigval.tolist(), "eigvec": eigvec.tolist(), "skipped": skipped,
     }
-
-
-def _decode_split(items, size, images_path, pool, workers, bar, state: SplitProgress) -> None:
-    """Decode the chunks of a split that `state` does not call done into its image file."""
-    if not state.done.any():
-        np.lib.format.open_memmap(images_path, "w+", np.uint8, (len(items), size, size, 3))
-    bar.update(state.decoded_images(len(items)))
-    tasks = [
-        # Each source is a path or an image inside a class tar (both pickle small).
-        (index, (str(images_path), start, [source for source, _ in items[start : start + CHUNK]], size,
-                 state.moments is not None))
-        for index, start in enumerate(range(0, len(items), CHUNK))
-        if not state.done[index]
-    ]
-    for (index, task), (failed, moments) in zip(tasks, _in_order(pool, workers, [t for _, t in tasks])):
-        state.record(index, failed, moments)
-        bar.update(len(task[2]))
-        state.save_if_due()
-    state.save()
-
-
-def _in_order(pool, workers: int, tasks: list):
-    """_decode_chunk's results in task order, with a bounded number of tasks in flight:
-    a finished chunk holds its moment sums (1.5 MB at 256 px) until it is taken, so
-    submitting all 40,000 chunks of ImageNet at once could hold gigabytes."""
-    if pool is None:
-        yield from map(_decode_chunk, tasks)
-        return
-    window, pending = 4 * workers, collections.deque()
-    for task in tasks:
-        pending.append(pool.submit(_decode_chunk, task))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def _pool(workers: int):
-    # One process needs no pool: decoding in place is simpler to debug and to profile.
-    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext()
-
-
-def _finish_split(items, images_path: Path, labels_path: Path, state: SplitProgress) -> None:
-    """Drop the failed rows and write the labels; then the split is finished for good."""
-    keep = np.delete(np.arange(len(items)), state.failed)
-    rows = np.load(images_path, mmap_mode="r").shape[0]
-    if state.failed and rows == len(items):  # a resumed run may find the rows already dropped
-        _drop_rows(images_path, keep)
-    np.save(labels_path, np.array([label for _, label in items], np.int64)[keep])
-    state.finished = True
-    state.save()
-
-
-def _decode_chunk(task: tuple[str, int, list, int, bool]) -> tuple[list[int], _Moments | None]:
-    """Worker: decode a run of images straight into the split's memmap."""
-    images_path, start, paths, size, with_moments = task
-    images = np.load(images_path, mmap_mode="r+")
-    moments = _Moments.zeros(size) if with_moments else None
-    failed = []
-    for offset, path in enumerate(paths):
-        try:
-            image = decode_square(path, size)
-        except Exception:  # whatever the codec raised, an unreadable file is skipped, not fatal
-            failed.append(start + offset)
-            continue
-        images[start + offset] = image
-        if moments is not None:
-            moments.add(image)
-    # No flush: the mapping is shared, so the parent reads the same page cache; an
-    # msync per chunk would only add a disk wait.
-    return failed, moments
-
-
-def _drop_rows(images_path: Path, keep: np.ndarray) -> None:
-    """Rewrite a split's image file without the rows that failed to decode."""
-    old = np.load(images_path, mmap_mode="r")
-    compact_path = images_path.with_suffix(".compact.npy")
-    new = np.lib.format.open_memmap(compact_path, "w+", np.uint8, (len(keep),) + old.shape[1:])
-    for start in range(0, len(keep), 256):
-        new[start : start + 256] = old[keep[start : start + 256]]
-    del old, new  # unmap both before the rename
-    os.replace(compact_path, images_path)
 
 
 def _swap_in(building: Path, target: Path) -> None:

@@ -16,6 +16,7 @@ from netdsl.data.prepare import load_prepared, prepare
 # The package re-exports the function prepare under the module's name, so fetch the module itself.
 prepare_module = importlib.import_module("netdsl.data.prepare")
 prepare_progress = importlib.import_module("netdsl.data.prepare_progress")
+decode_module = importlib.import_module("netdsl.data.decode_split")
 
 
 def test_cache_holds_each_split_decoded_in_scan_order(tiny_dataset):
@@ -135,7 +136,7 @@ def test_each_size_has_its_own_cache(tiny_dataset):
 
 
 def test_interrupted_build_leaves_no_cache_but_its_work_for_the_next_prepare(tiny_dataset, monkeypatch):
-    decode = prepare_module._decode_chunk
+    decode = decode_module._decode_chunk
     calls = []
 
     def killed_on_the_third_chunk(task):
@@ -144,9 +145,9 @@ def test_interrupted_build_leaves_no_cache_but_its_work_for_the_next_prepare(tin
             raise KeyboardInterrupt
         return decode(task)
 
-    monkeypatch.setattr(prepare_module, "CHUNK", 2)
+    monkeypatch.setattr(decode_module, "CHUNK", 2)
     monkeypatch.setattr(prepare_progress, "SAVE_EVERY", 0.0)
-    monkeypatch.setattr(prepare_module, "_decode_chunk", killed_on_the_third_chunk)
+    monkeypatch.setattr(decode_module, "_decode_chunk", killed_on_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         prepare(tiny_dataset, size=8, workers=1, progress=False)
     cache_root = tiny_dataset / ".netdsl-cache"
@@ -155,7 +156,7 @@ def test_interrupted_build_leaves_no_cache_but_its_work_for_the_next_prepare(tin
     [building] = cache_root.glob(".8.building-*")
 
     calls.clear()
-    monkeypatch.setattr(prepare_module, "_decode_chunk", lambda task: (calls.append(task), decode(task))[1])
+    monkeypatch.setattr(decode_module, "_decode_chunk", lambda task: (calls.append(task), decode(task))[1])
     resumed = prepare(tiny_dataset, size=8, workers=1, progress=False)
     # 12 training images in chunks of 2: the first two chunks were kept, four remain, then val's three.
     assert [task[1] for task in calls] == [4, 6, 8, 10, 0, 2, 4]

@@ -21,10 +21,11 @@ from netdsl.data.prepare import prepare
 RUN = """
 import importlib, sys, time
 p = importlib.import_module("netdsl.data.prepare")  # netdsl.data.prepare is also the function's name
+split = importlib.import_module("netdsl.data.decode_split")
 progress = importlib.import_module("netdsl.data.prepare_progress")
-p.CHUNK, progress.SAVE_EVERY = 3, 0.0
-decode = p.decode_square
-p.decode_square = lambda *a: (time.sleep(0.02 * int(sys.argv[3])), decode(*a))[1]
+split.CHUNK, progress.SAVE_EVERY = 3, 0.0
+decode = split.decode_square
+split.decode_square = lambda *a: (time.sleep(0.02 * int(sys.argv[3])), decode(*a))[1]
 print('ready', flush=True)  # the kill's clock starts here, after the imports
 p.prepare(sys.argv[1], size=16, cache_dir=sys.argv[2], workers=int(sys.argv[3]), progress=False)
 """
