@@ -20,7 +20,7 @@ finishes first.
 A build is resumable: a prepare killed part-way (SIGKILL, Ctrl-C, a full disk)
 keeps its finished chunks in the build folder, and the next prepare of the same
 files goes on from there to a cache identical to an uninterrupted one
-(build_folders.py, prepare_progress.py).
+(build_folders.py, decode_split.py, prepare_progress.py).
 """
 
 from __future__ import annotations
