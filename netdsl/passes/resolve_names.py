@@ -134,15 +134,23 @@ def _arguments(layer, kind: str, positional: list[ast.Arg], keyword: list[ast.Ar
     return values
 
 
-def _concat(g: nx.DiGraph, consumer: str, sources: list[tuple[str, bool]], pos) -> str:
+def _add_helper_layer(g: nx.DiGraph, consumer: str, part: str, kind: str, pos, **extra) -> str:
+    """A layer the pass inserts before `consumer`, named `statement.part` (then part2,
+    part3, ...), in its statement, tower and device."""
     attrs = g.nodes[consumer]
-    base = f"{attrs.stmt}.cat" + (f"@{attrs.device}" if attrs.tower else "")
+    base = f"{attrs.stmt}.{part}" + (f"@{attrs.device}" if attrs.tower else "")
     name, i = base, 1
     while name in g:
         i += 1
-        name = base.replace(".cat", f".cat{i}")
-    g.add_node(name, role=Role.LAYER, kind="concat", stmt=attrs.stmt, tower=attrs.tower, device=attrs.device,
-               placed=attrs.placed, pos=pos, order=attrs.order.beside(Part.BEFORE), head=True, uses=attrs.uses)
+        name = base.replace(f".{part}", f".{part}{i}")
+    g.add_node(name, role=Role.LAYER, kind=kind, stmt=attrs.stmt, tower=attrs.tower, device=attrs.device,
+               placed=attrs.placed, pos=pos, order=attrs.order.beside(Part.BEFORE), head=True, uses=attrs.uses,
+               **extra)
+    return name
+
+
+def _concat(g: nx.DiGraph, consumer: str, sources: list[tuple[str, bool]], pos) -> str:
+    name = _add_helper_layer(g, consumer, "cat", "concat", pos)
     for slot, (src, marked) in enumerate(sources):
         g.add_edge(src, name, slot=slot, marked=marked)
     return name
@@ -191,15 +199,7 @@ def _copy(g: nx.DiGraph, consumer: str, source: str, pos) -> str:
     the graph holds one edge per pair of nodes, so a second edge from the same tensor would
     vanish. Through the copy, backward sums the two reads' gradients as for any tensor read
     by two layers, as PyTorch's autograd does for `torch.cat([p, p])`."""
-    attrs = g.nodes[consumer]
-    base = f"{attrs.stmt}.again" + (f"@{attrs.device}" if attrs.tower else "")
-    name, i = base, 1
-    while name in g:
-        i += 1
-        name = base.replace(".again", f".again{i}")
-    g.add_node(name, role=Role.LAYER, kind="identity", args={}, stmt=attrs.stmt, tower=attrs.tower,
-               device=attrs.device, placed=attrs.placed, pos=pos, order=attrs.order.beside(Part.BEFORE),
-               head=True, uses=attrs.uses)
+    name = _add_helper_layer(g, consumer, "again", "identity", pos, args={})
     g.add_edge(source, name, slot=0, marked=False)
     return name
 
