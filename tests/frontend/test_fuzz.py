@@ -45,7 +45,7 @@ def mutate(text: str, rng: random.Random) -> str:
 
 # The fast loop mutates the paper's nets and the small ones; the larger new examples
 # (a few seconds each) run with the slow tests.
-LARGE = ("resnet18", "resnet20", "vgg16", "zfnet", "nin")
+LARGE = ("resnet18", "resnet20", "vgg16", "zfnet", "nin", "resnet50", "mobilenet_v2", "googlenet", "se_resnet")
 
 
 @pytest.mark.parametrize("example", [pytest.param(e, marks=pytest.mark.slow) if e.name.startswith(LARGE) else e

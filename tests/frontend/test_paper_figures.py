@@ -1,7 +1,8 @@
-"""The examples against the AlexNet paper's figures and the four examples' sanity."""
+"""The examples against the AlexNet paper's figures, and every example's sanity."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,11 @@ def test_set_overrides_train_settings():
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.net")), ids=lambda p: p.name)
 def test_every_example_compiles_and_ends_in_a_loss(example):
+    """One main loss; side losses (googlenet.net's classifiers) have a weight."""
     g = compile_graph(example)
     losses = [n for n in g if g.nodes[n].kind == "softmax_loss"]
-    assert len(losses) == 1 and g.out_degree(losses[0]) == 0
+    assert [n for n in losses if g.nodes[n].args.get("weight") is None] == ["loss"]
+    assert all(g.out_degree(n) == 0 for n in losses)
 
 
 def test_info_prints_table_and_totals(capsys):
@@ -88,6 +91,15 @@ def test_info_prints_table_and_totals(capsys):
     assert "60,965,224" in out and "724,406,816" in out
     assert "conv1.conv@gpu0" in out and "48x55x55" in out
     assert "234,496 bytes per image each way" in out
+
+
+@pytest.mark.parametrize("example,parameters", [
+    ("resnet50.net", "25,557,032"), ("mobilenet_v2.net", "3,504,872"), ("googlenet.net", "13,004,888"),
+    ("se_resnet.net", "280,958")])
+def test_info_prints_the_published_parameter_counts(capsys, example, parameters):
+    assert main(["info", str(EXAMPLES / example), "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^parameters +{parameters}$", out, re.M), out[-600:]
 
 
 def test_compile_writes_json_and_dot(tmp_path, capsys):

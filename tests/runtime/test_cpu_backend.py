@@ -155,10 +155,10 @@ NETS = {"lenet.net": 1, "cifar.net": 3}  # batch 1 and an odd batch; AlexNet bel
 OVERRIDES = {"resnet20-cifar.net": {"optimizer.lr": "0.01"}}
 
 
-# ImageNet-sized nets are left out: AlexNet has its own tests below, resnet18.net, vgg16.net and zfnet.net
-# their torch twins (test_resnet18.py, test_vgg16.py, test_zfnet.py).
-IMAGENET = ("alexnet", "resnet18", "vgg16", "zfnet")
-BATCH_NORM_NETS = ("resnet20", "nin")  # a few seconds each: with the slow tests
+# ImageNet-sized nets are left out: AlexNet has its own tests below, the others their torch twins
+# (test_resnet18.py, test_vgg16.py, test_zfnet.py, test_resnet50.py, test_mobilenet_v2.py, test_googlenet.py).
+IMAGENET = ("alexnet", "resnet18", "vgg16", "zfnet", "resnet50", "mobilenet_v2", "googlenet")
+BATCH_NORM_NETS = ("resnet20", "nin", "se_resnet")  # a few seconds each: with the slow tests
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith(BATCH_NORM_NETS) else n
