@@ -42,10 +42,12 @@ def param_count(net) -> int:
     return sum(int(np.prod(s)) for n in g if g.nodes[n].is_layer for s in g.nodes[n].params.values())
 
 
-BIG = ["alexnet", "alexnet-1gpu", "alexnet-groups", "zfnet", "resnet18", "vgg16"]
+# examples/googlenet.net does not round-trip: torch-style export of its side heads' 14 -> 4
+# adaptive pool (overlapping windows) uses Slice, which the importer does not read.
+BIG = ["alexnet", "alexnet-1gpu", "alexnet-groups", "zfnet", "resnet18", "vgg16", "resnet50"]
 
 
-@pytest.mark.parametrize("name", ["lenet", "cifar", "nin-cifar", "resnet20-cifar"]
+@pytest.mark.parametrize("name", ["lenet", "cifar", "nin-cifar", "resnet20-cifar", "se_resnet", "mobilenet_v2"]
                          + [pytest.param(n, marks=pytest.mark.slow) for n in BIG])
 def test_export_then_import_round_trip(tmp_path, name):
     source = (EXAMPLES / f"{name}.net").read_text()
