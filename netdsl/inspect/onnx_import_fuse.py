@@ -5,7 +5,9 @@ rewritten to the single ONNX operator OPS maps, before the graph is walked:
 - hard swish below opset 14: `HardSigmoid(x)` (alpha 1/6, beta 1/2) and `Mul(x, h)` -> HardSwish(x);
 - GELU below opset 20, 0.5 x (1 + erf(x / sqrt 2)): Div by sqrt 2 (or Mul by 1/sqrt 2), Erf,
   Add 1, and the product of x, that sum and 0.5 in any grouping (torch multiplies x first,
-  netdsl's exporter 0.5 x first) -> Gelu(x).
+  netdsl's exporter 0.5 x first) -> Gelu(x);
+- adaptive pooling as netdsl's exporter writes it where windows overlap, windows sliced,
+  reduced and concatenated -> one adaptive pool (onnx_import_adaptive.py).
 
 A pattern is fused only where its inner tensors feed nothing else and are not graph outputs,
 so that no other node loses a value it reads; an unfused Sigmoid or HardSigmoid stays a layer
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from . import onnx_import_adaptive as adaptive
 from .onnx_import_activations import is_netdsl_hard_sigmoid
 from .onnx_import_graph import Graph, _unsupported, attrs
 
@@ -68,6 +71,13 @@ def fuse(g: Graph, nodes: list, outputs: list[str]) -> list:
             op_type, x, inner, last = match
             dropped.update(id(n) for n in inner)
             replaced[id(last)] = helper.make_node(op_type, [x], [last.output[0]], name=last.name or last.output[0])
+        pool = adaptive.match(index, node) if node.op_type == "Concat" else None
+        if pool is not None:
+            x, inner, reduce_op, out = pool
+            dropped.update(id(n) for n in inner)
+            replaced[id(node)] = helper.make_node(adaptive.ADAPTIVE, [x], [node.output[0]],
+                                                  name=node.name or node.output[0],
+                                                  kind=adaptive.REDUCE_KINDS[reduce_op], out=list(out))
     return [replaced.get(id(n), n) for n in nodes if id(n) not in dropped]
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from ..layers import REGISTRY
 from ..layers._broadcast import broadcast_shape
 from .onnx_import_activations import clip, gelu, hard_sigmoid, softmax, swish
+from .onnx_import_adaptive import ADAPTIVE, adaptive_pool
 from .onnx_import_graph import Graph, Layer, _allowed, _num, _pair, _symmetric_pads, _unsupported, attrs
 
 
@@ -214,4 +215,5 @@ OPS = _SINGLE_OPS | {
     "Swish": swish,
     "Gelu": gelu,
     "Softmax": softmax,
+    ADAPTIVE: adaptive_pool,  # netdsl export's sliced windows, fused (onnx_import_fuse.py)
 }

@@ -42,9 +42,7 @@ def param_count(net) -> int:
     return sum(int(np.prod(s)) for n in g if g.nodes[n].is_layer for s in g.nodes[n].params.values())
 
 
-# examples/googlenet.net does not round-trip: torch-style export of its side heads' 14 -> 4
-# adaptive pool (overlapping windows) uses Slice, which the importer does not read.
-BIG = ["alexnet", "alexnet-1gpu", "alexnet-groups", "zfnet", "resnet18", "vgg16", "resnet50"]
+BIG = ["alexnet", "alexnet-1gpu", "alexnet-groups", "zfnet", "resnet18", "vgg16", "resnet50", "googlenet"]
 
 
 @pytest.mark.parametrize("name", ["lenet", "cifar", "nin-cifar", "resnet20-cifar", "se_resnet", "mobilenet_v2"]

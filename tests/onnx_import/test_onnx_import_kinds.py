@@ -253,3 +253,46 @@ def test_gelu_pattern_with_a_wrong_constant_names_the_erf(tmp_path, capsys):
     assert main(["import", str(path), "-o", str(tmp_path / "out.net")]) == 2
     err = capsys.readouterr().err
     assert "`/act/Erf` (Erf): an Erf outside GELU's pattern 0.5 x (1 + erf(x / sqrt 2))" in err
+
+
+ADAPTIVE_POOLS = """
+network pools
+input image : 3 x 9 x 7
+input label : 4 classes
+defaults conv, fc { init = gauss(0.3); bias = 0.1 }
+feat = conv(image, 5, size=3, pad=1) -> relu
+a = adaptive_avgpool(feat, out=[4, 3]) -> flatten
+m = adaptive_maxpool(feat, out=[1, 3]) -> flatten
+s = adaptive_avgpool(feat, out=[2, 1]) -> flatten
+scores = fc(a, m, s, 4)
+loss = softmax_loss(scores, label)
+"""
+
+
+def test_adaptive_pools_with_overlapping_windows_import_back_as_adaptive_pools(tmp_path):
+    """netdsl export writes a non-tiling adaptive pool as sliced, reduced, concatenated
+    windows (ONNX has no adaptive pooling); import reads each tree back as one layer."""
+    net = network_from_source(ADAPTIVE_POOLS, "pools.net", {})
+    ex = net.executor(backend="reference", batch=2, seed=0)
+    images = np.random.default_rng(0).standard_normal((2, 3, 9, 7)).astype(np.float32)
+    expected = ex.forward(images, train=False)
+    model = onnx_model(net.graph, dict(ex.params))
+    assert sum(node.op_type == "Slice" for node in model.graph.node) == 4 * 3 + 3 + 2  # none tiles 9 x 7
+    onnx.save(model, tmp_path / "m.onnx")
+    imported, _, logits = imported_logits(tmp_path, tmp_path / "m.onnx", images)
+    layers = [imported.graph.nodes[n] for n in imported.graph if imported.graph.nodes[n].is_layer]
+    pools = sorted((d.kind, tuple(d.shape)) for d in layers if d.kind in ("adaptive_avgpool", "adaptive_maxpool"))
+    assert pools == [("adaptive_avgpool", (5, 2, 1)), ("adaptive_avgpool", (5, 4, 3)), ("adaptive_maxpool", (5, 1, 3))]
+    assert rel_err(logits, expected) <= RTOL
+
+
+def test_sliced_windows_that_are_not_an_adaptive_pool_stay_unsupported(tmp_path, capsys):
+    from onnx import helper
+    axes, starts, ends = np.array([2, 3]), np.array([0, 0]), np.array([2, 3])  # rows 0..1 of 3: not out=1
+    nodes = [helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["w"], name="cut"),
+             helper.make_node("ReduceMean", ["w"], ["r"], name="mean", axes=[2, 3], keepdims=1),
+             helper.make_node("Concat", ["r", "r"], ["h"], name="join", axis=3)]
+    path = _graph(tmp_path, nodes, {"axes": axes, "starts": starts, "ends": ends}, shape=(2, 4, 3, 3))
+    assert main(["import", str(path), "-o", str(tmp_path / "out.net")]) == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "node `cut` (Slice)" in first and not (tmp_path / "out.net").exists()
