@@ -3,7 +3,8 @@ reads its column tiles straight from the images, so forward runs no im2col kerne
 Run under the emulator against the float64 numpy reference at the precision's
 tolerance (3u, as test_mma_layers.py), on the shapes that stress the loader's
 addressing: AlexNet conv1's 11x11 stride 4 pad 2 on 3 channels (spatially
-shrunk), 5x5 pad 2, 3x3 pad 1, grouped, and sizes that fill no tile. fp32 keeps
+shrunk), 5x5 pad 2, 3x3 pad 1, grouped, unpadded 1x1 and 3x3 stride 2, and sizes
+that fill no tile. fp32 keeps
 the explicit columns (the chooser's rule, docs/gpu.md) and is checked too."""
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ SHAPES = {
     "3x3_pad1": ({"filters": 5, "size": 3, "stride": 1, "pad": 1}, (3, 13, 7)),
     "grouped": ({"filters": 6, "size": 3, "stride": 1, "pad": 1, "groups": 2}, (4, 7, 9)),
     "odd_stride2": ({"filters": 3, "size": 3, "stride": 2, "pad": 1, "groups": 3}, (3, 5, 3)),
+    # without padding the loader tests only the column (window_y < 0 past the product's edge)
+    "1x1": ({"filters": 4, "size": 1, "stride": 1, "pad": 0}, (5, 6, 7)),
+    "3x3_stride2_pad0": ({"filters": 3, "size": 3, "stride": 2, "pad": 0}, (3, 9, 8)),
 }
 
 
