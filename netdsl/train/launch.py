@@ -196,9 +196,9 @@ def checkpoint_network(checkpoint: str, network: str | None = None) -> tuple[Net
             raise NetDslError(f"{path} belongs to the run in {path.parent}, which holds its network: "
                               f"{network} would not be used", hint="leave the .net file out")
         config = read_config(path.parent)
+        net = network_from_source(config["source"], config["file"], config["overrides"])
     else:
-        config = network_only_config(path, network)
-    net = network_from_source(config["source"], config["file"], config["overrides"])
+        net, config = network_only(path, network)
     params = expected_shapes(net.graph)
     try:
         check_checkpoint(path, params)
@@ -211,7 +211,8 @@ def in_run(checkpoint: str | Path) -> bool:
     return (Path(checkpoint).parent / "config.json").exists()
 
 
-def network_only_config(checkpoint: Path, network: str | None) -> dict:
+def network_only(checkpoint: Path, network: str | None) -> tuple[Network, dict]:
+    """The network of a checkpoint outside a run, and the config standing in for a run's."""
     beside = checkpoint.with_suffix(".net")
     if network is None and not beside.is_file():
         raise NetDslError(f"{checkpoint} is not in a run directory (no config.json beside it) and no network file "
@@ -221,9 +222,10 @@ def network_only_config(checkpoint: Path, network: str | None) -> dict:
     file = Path(network) if network is not None else beside
     check_regular_file(file, "network file")
     source = file.read_text(encoding="utf-8", errors="replace")
-    spec = network_from_source(source, str(file), {}).train
-    return {"file": str(file), "source": source, "overrides": {}, "backend": "auto", "network_only": True,
-            "options": {"epochs": spec.epochs, "batch": spec.batch, "seed": spec.seed}}
+    net = network_from_source(source, str(file), {})
+    spec = net.train
+    return net, {"file": str(file), "source": source, "overrides": {}, "backend": "auto", "network_only": True,
+                 "options": {"epochs": spec.epochs, "batch": spec.batch, "seed": spec.seed}}
 
 
 def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backend: str, batch: int | None,
