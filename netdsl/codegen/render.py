@@ -185,11 +185,14 @@ class Declarations:
     def gemm(self, purpose, a, b, c, m, n, k, lda, ldb, ldc, trans_a=False, trans_b=False, batch=1,
              stride_a=0, stride_b=0, stride_c=0, alpha=1.0, beta=0.0, tile=None, conv=()):
         """A matrix-product call; `tile` forces a CUDA tile (tests), else the target picks.
-        With `conv` (see GemmVariant.conv), `b` is the images and B its im2col columns."""
+        With `conv` (see GemmVariant.conv), `b` is the images and B their virtual im2col column
+        matrix (ld = ldb), op(B) = B^T with trans_b; stride_b steps through that matrix."""
         where = f"{self.node}: {purpose}"
         _check_extent(where, a, k if trans_a else m, m if trans_a else k, lda, batch, stride_a)
-        if conv:  # B is virtual: the loader reads only inside the images (batch steps over groups)
-            _check_images(where, b, conv, n, k, batch, stride_b)
+        if conv:  # B is virtual: the loader reads only inside the images
+            if not trans_b and stride_b not in (0, k * ldb):
+                raise ValueError(f"{where}: an untransposed implicit B steps by a group's k rows, not {stride_b}")
+            _check_images(where, b, conv, n if trans_b else k, k if trans_b else n, ldb, batch, stride_b)
         else:
             _check_extent(where, b, n if trans_b else k, k if trans_b else n, ldb, batch, stride_b)
         _check_extent(where, c, m, n, ldc, batch, stride_c)
@@ -219,15 +222,20 @@ def _check_extent(where, tensor: Tensor, rows, cols, ld, batch, stride) -> None:
         raise ValueError(f"{where}: {tensor.name} has {tensor.size} elements, the product reaches {last}")
 
 
-def _check_images(where, images: Tensor, conv, n, k, batch, stride) -> None:
-    """The last element the implicit loader may read: group `batch - 1`'s last channel of the last image."""
+def _check_images(where, images: Tensor, conv, rows, cols, ld, batch, stride) -> None:
+    """The implicit loader's reach: batch item z reads `rows` x `cols` of the virtual column matrix
+    (a row per channel and kernel tap, a column per image and output pixel, `ld` columns) from
+    element z * stride on, which must start at a channel's first tap and stay inside the images."""
     channels, height, width, kh, kw = conv[:5]
-    out_h, out_w = conv[-2:]
-    items, group_channels = n // (out_h * out_w), k // (kh * kw)
-    last = (batch - 1) * stride + ((items - 1) * channels + group_channels) * height * width - 1
-    if n % (out_h * out_w) or k % (kh * kw) or group_channels > channels or last >= images.size:
-        raise ValueError(f"{where}: {images.name} has {images.size} elements, not {items} images of "
-                         f"{channels} x {height} x {width} read to element {last}")
+    pixels = conv[-2] * conv[-1]
+    for z in range(batch):
+        first_row, first_col = divmod(z * stride, ld)
+        last_channel = (first_row + rows - 1) // (kh * kw)
+        last = (((first_col + cols - 1) // pixels * channels + last_channel + 1) * height * width) - 1
+        if first_row % (kh * kw) or ld % pixels or first_col + cols > ld or last_channel >= channels \
+                or last >= images.size:
+            raise ValueError(f"{where}: {images.name} has {images.size} elements, not {ld // pixels} images of "
+                             f"{channels} x {height} x {width} read by batch item {z} to element {last}")
 
 
 def complete_args(kind: str, args: dict) -> dict:

@@ -99,8 +99,8 @@ class CudaTarget(Target):
         return Launch((max(1, min(rows, MAX_BLOCKS)), 1, 1), (threads, 1, 1))
 
     def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=()):
-        if conv and (precision not in IMPLICIT_PRECISIONS or trans_a or trans_b):
-            raise ValueError(f"an implicit-GEMM convolution is an untransposed {IMPLICIT_PRECISIONS} product")
+        if conv and (precision not in IMPLICIT_PRECISIONS or trans_a):
+            raise ValueError(f"an implicit-GEMM convolution is a {IMPLICIT_PRECISIONS} product with A untransposed")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown matrix-product precision {precision!r}; one of {PRECISIONS}")
         tiles = GEMM_TILES if precision == "fp32" else tuple(MMA_TILES)

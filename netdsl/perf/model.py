@@ -178,19 +178,21 @@ def gemm_flops(kernel) -> float:
     return 2.0 * s["m"] * s["n"] * s["k"] * s["batch"]
 
 
-def gemm_bytes(kernel, l2_hit: float = 0.8, conv: tuple = ()) -> tuple[float, float, float]:
+def gemm_bytes(kernel, l2_hit: float = 0.8, conv: tuple = (), trans_b: bool = False) -> tuple[float, float, float]:
     """(DRAM bytes read, L2 bytes read, bytes written) of a tiled product, by Triton's rule:
     each operand once from DRAM, its re-reads by the other tiles 80% from L2. An implicit-GEMM
     convolution (`conv`, GemmVariant.conv) has no column matrix: its B is the images it reads,
-    a group's channels per batch step; the windows' overlap within a tile is not counted again."""
+    a group's channels and the columns' images per batch step (B transposed in a weight
+    gradient: taps along n, columns along k); the windows' overlap within a tile is not counted again."""
     s = gemm_shape(kernel)
     gx, gy, _ = kernel.launch.grid
     batch = s["batch"]
     a = 4.0 * s["m"] * s["k"] * (batch if s.get("stride_a") else 1)
     if conv:
         height, width, kh, kw = conv[1], conv[2], conv[3], conv[4]
-        items = s["n"] // (conv[-2] * conv[-1])
-        b = 4.0 * items * (s["k"] // (kh * kw)) * height * width * batch
+        taps, columns = (s["n"], s["k"]) if trans_b else (s["k"], s["n"])
+        items = columns / (conv[-2] * conv[-1])
+        b = 4.0 * items * (taps // (kh * kw)) * height * width * batch
     else:
         b = 4.0 * s["k"] * s["n"] * (batch if s.get("stride_b") else 1)
     c = 4.0 * s["m"] * s["n"] * batch
@@ -259,7 +261,8 @@ def launch_cost(plan: Plan, index: int, call: Call, dev: Device, res: Resources,
         wait = params.gemm_step_latency_ns if precision == "fp32" else 0.0
         step = block_step(tm, tn, threads, sm_rate, wait)
         steps = -(-s["k"] // GEMM_DEPTH)
-        dram_read, l2_read, written = gemm_bytes(k, params.l2_hit, getattr(tile, "conv", ()))
+        dram_read, l2_read, written = gemm_bytes(k, params.l2_hit, getattr(tile, "conv", ()),
+                                                 getattr(tile, "trans_b", False))
         read = dram_read + l2_read
         if flops < 0.5 * blocks * 2.0 * tm * tn * s["k"]:
             notes.append(f"tiles {100 * flops / (blocks * 2.0 * tm * tn * s['k']):.0f}% full")

@@ -1,11 +1,14 @@
-"""Implicit-GEMM convolutions (CUDA, tf32 and bf16 products): the forward product
-reads its column tiles straight from the images, so forward runs no im2col kernel.
+"""Implicit-GEMM convolutions (CUDA, tf32 and bf16 products): the products read
+their column tiles straight from the images, so no im2col kernel runs.
 Run under the emulator against the float64 numpy reference at the precision's
 tolerance (3u, as test_mma_layers.py), on the shapes that stress the loader's
 addressing: AlexNet conv1's 11x11 stride 4 pad 2 on 3 channels (spatially
-shrunk), 5x5 pad 2, 3x3 pad 1, grouped, unpadded 1x1 and 3x3 stride 2, and sizes
-that fill no tile. fp32 keeps
-the explicit columns (the chooser's rule, docs/gpu.md) and is checked too."""
+shrunk), 5x5 pad 2, 3x3 pad 1, grouped, unpadded 1x1 and 3x3 stride 2, dilated,
+rectangular, and sizes that fill no tile. The weight gradient reads the images the
+same way (B transposed), in split-K slices where the chooser cuts k; at stride 1 the
+data gradient is the forward product of the output gradient with flipped weights,
+so no column buffer is planned at all. fp32 keeps the explicit columns (the
+chooser's rule, docs/gpu.md) and is checked too."""
 from __future__ import annotations
 
 import shutil
@@ -32,6 +35,11 @@ SHAPES = {
     # without padding the loader tests only the column (window_y < 0 past the product's edge)
     "1x1": ({"filters": 4, "size": 1, "stride": 1, "pad": 0}, (5, 6, 7)),
     "3x3_stride2_pad0": ({"filters": 3, "size": 3, "stride": 2, "pad": 0}, (3, 9, 8)),
+    # the data gradient's flipped padding: dilation x (size - 1) - pad = 2 here, 0 for "1x1"
+    "3x3_dilated": ({"filters": 4, "size": 3, "stride": 1, "pad": 1, "dilation": 2}, (3, 8, 10)),
+    "5x3_pad_2_1": ({"filters": 5, "size": [5, 3], "stride": 1, "pad": [2, 0]}, (2, 9, 6)),
+    # at batch 3 the weight gradient's 1,500 columns run as 2 slices: the second starts mid-image
+    "split_k": ({"filters": 4, "size": 3, "stride": 1, "pad": 1}, (2, 20, 25)),
 }
 
 
@@ -74,6 +82,14 @@ def emulated(tmp_path_factory):
     return found
 
 
+def test_a_case_splits_k_mid_image():
+    source = next(c for c in CASES if c.shape == "split_k" and c.batch == 3).render("cuda", "tf32")
+    assert "sum_partials" in [k.purpose for k in source.backward]
+    product = next(k for k in source.backward if k.purpose == "weight_grad")
+    values = {a.name: a.value for a in product.args}
+    assert values["batch"] == 2 and values["stride_b"] % (20 * 25), values
+
+
 def test_the_rule():
     cuda = TARGETS["cuda"]
     assert [cuda.implicit_conv(p) for p in PRECISIONS] == [False, True, True]
@@ -86,15 +102,19 @@ def test_the_rule():
 def test_implicit_conv(emulated, case, precision, order):
     run, source = emulated[str(case), precision, order]
     implicit = precision != "fp32"
-    forward = [k.purpose for k in source.forward]
-    assert ("im2col" not in forward) == implicit, forward
-    product = next(k for k in source.forward if k.purpose == "forward_product")
-    assert ("_conv_" in product.name) == implicit, product.name
+    unit_stride = case.args["stride"] == 1
+    kernels = [k.purpose for k in source.kernels]
+    assert ("im2col" not in kernels) == implicit, kernels
+    assert ("col2im" not in kernels) == (implicit and unit_stride), kernels
+    assert ("cols" not in source.buffers) == (implicit and unit_stride), sorted(source.buffers)
+    products = {k.purpose: k.name for k in source.kernels if k.shape == "gemm"}
+    implicit_products = {"forward_product", "weight_grad"} | ({"data_grad"} if unit_stride else set())
+    assert {p for p, name in products.items() if "_conv_" in name} == (implicit_products if implicit else set())
     buffers = fresh_buffers(source, case)
     for kernel in source.forward:
         run(kernel, buffers, case.scalars())
-    if implicit:  # forward never touched the columns: they are still the poison
-        assert np.isnan(buffers["cols"]).all()
+    if "cols" in buffers:  # an implicit forward never touches the columns: they are still the poison
+        assert np.isnan(buffers["cols"]).all() == implicit
     for kernel in source.backward:
         run(kernel, buffers, case.scalars())
     y, dxs, dparams = reference(case, np.float64)

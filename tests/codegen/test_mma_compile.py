@@ -20,15 +20,18 @@ INSTRUCTIONS = {
     "tf32": ("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"),
     "bf16": ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "cvt.rn.bf16x2.f32"),
 }
-# Implicit-GEMM convolutions (the forward product reading the images): AlexNet's conv1
-# (11x11 stride 4 pad 2 on 3 x 224 x 224) and a 3x3 pad 1 layer, at every tile.
-CONVS = ((3, 224, 224, 11, 11, 4, 4, 2, 2, 1, 1, 55, 55), (192, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 13, 13))
+# Implicit-GEMM convolutions (the products reading the images): AlexNet's conv1 (11x11
+# stride 4 pad 2 on 3 x 224 x 224), a 3x3 pad 1 layer, and the data gradient of AlexNet's
+# conv2 (5x5 pad 2 on 128 x 27 x 27: dy's 128 channels, flipped padding 2), at every tile,
+# as forward products (B untransposed) and weight gradients (B transposed).
+CONVS = ((3, 224, 224, 11, 11, 4, 4, 2, 2, 1, 1, 55, 55), (192, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 13, 13),
+         (128, 27, 27, 5, 5, 1, 1, 2, 2, 1, 1, 27, 27))
 
 
 def implicit_variants(precision):
-    return [TARGETS["cuda"].gemm(False, False, 64, 128 * 55 * 55, 1, tile, precision,
+    return [TARGETS["cuda"].gemm(False, trans_b, 64, 128 * 55 * 55, 1, tile, precision,
                                  conv[0] * conv[3] * conv[4], conv=conv)[0]
-            for tile in MMA_TILES for conv in CONVS]
+            for tile in MMA_TILES for conv in CONVS for trans_b in (False, True)]
 
 
 PIPELINE = ("cp.async.cg.shared.global", "cp.async.ca.shared.global", "cp.async.commit_group",
@@ -53,7 +56,7 @@ def built(tmp_path_factory):
 
 def test_implicit_convolutions_are_built(built):
     variants, _, bodies = built
-    assert sum(1 for v in variants if v.conv) == len(PRECISIONS) * len(MMA_TILES) * len(CONVS)
+    assert sum(1 for v in variants if v.conv) == len(PRECISIONS) * len(MMA_TILES) * len(CONVS) * 2
     for v in variants:
         assert v.name in bodies
 

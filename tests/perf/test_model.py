@@ -150,16 +150,22 @@ def test_without_nvcc_the_report_states_its_assumption(monkeypatch, capsys):
 
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_an_implicit_conv_product_reads_the_images_not_columns(precision):
-    """The forward products of cifar's convolutions read their images (the first conv's is the
-    network's input, 3 x 32 x 32 a sample), and forward runs no im2col launch to count."""
+    """The products of cifar's convolutions read their images (the first conv's is the
+    network's input, 3 x 32 x 32 a sample), and no im2col or col2im launch is left to count
+    (its convolutions have stride 1); fp32 keeps both."""
     g = compile_graph(str(EXAMPLES / "cifar.net"), overrides={}, training=True)
     plan = passes.plan_step(g, 16, "cuda", lambda logical: "gpu0", precision=precision)
     calls = [s for s in plan.steps if isinstance(s, Call)]
     implicit = [c for c in calls if "_conv_" in c.kernel.name]
-    assert implicit and all(c.kernel.purpose == "forward_product" for c in implicit)
+    purposes = [c.kernel.purpose for c in implicit]
+    assert sorted(set(purposes)) == ["data_grad", "forward_product", "weight_grad"]
+    # conv1's data gradient is pruned: nothing reads the image's gradient
+    assert purposes.count("forward_product") == purposes.count("weight_grad") == purposes.count("data_grad") + 1
     explicit = passes.plan_step(g, 16, "cuda", lambda logical: "gpu0", precision="fp32")
-    im2col = [sum(1 for s in p.steps if isinstance(s, Call) and s.kernel.purpose == "im2col") for p in (plan, explicit)]
-    assert im2col[0] * 2 == im2col[1] > 0  # backward still builds the columns; forward no longer does
+    for purpose in ("im2col", "col2im"):
+        counts = [sum(1 for s in p.steps if isinstance(s, Call) and s.kernel.purpose == purpose)
+                  for p in (plan, explicit)]
+        assert counts[0] == 0 < counts[1], (purpose, counts)
     first = implicit[0]
     variant = next(v for m in plan.modules for v in m.gemms if v.name == first.kernel.name)
     channels, height, width = variant.conv[:3]
