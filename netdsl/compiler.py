@@ -9,7 +9,7 @@ import networkx as nx
 from . import passes
 from .graph import build
 from .parse import parse_file, parse_text
-from .train.requirements import check_loss
+from .train.requirements import check_losses
 
 
 def compile_graph(path: str | Path | None = None, *, text: str | None = None, file: str = "<string>",
@@ -19,12 +19,13 @@ def compile_graph(path: str | Path | None = None, *, text: str | None = None, fi
     """Parse a .net file (or `text`) and run the passes; raises NetDslError on bad input.
 
     `training` adds the backward and update nodes of one training step (which
-    `netdsl.passes.plan_step` lowers into the plan a backend runs)."""
+    `netdsl.passes.plan_step` lowers into the plan a backend runs) to a network with a
+    loss; one without stays the forward graph (netdsl.train.requirements.require_loss)."""
     program = parse_file(path) if text is None else parse_text(text, file)
     g = build(program, overrides)
     if after is not None:
         after("build", g)
-    return passes.run(g, after, training, check=check_loss)
+    return passes.run(g, after, training, check=check_losses)
 
 
 class Network:

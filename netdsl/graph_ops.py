@@ -1,6 +1,6 @@
 """Questions every pass and executor asks of the checked graph, answered in
 one place: node order, the layers and inputs, a node's inputs in slot order,
-the loss layers, the bytes a value takes."""
+the loss layers, the outputs, the bytes a value takes."""
 from __future__ import annotations
 
 import math
@@ -41,15 +41,22 @@ def label_input(g: nx.DiGraph) -> str | None:
     return next((n for n in g if g.nodes[n].is_input and g.nodes[n].label), None)
 
 
+def loss_layers(g: nx.DiGraph) -> list[str]:
+    """The loss layers, in topological order: none in an inference graph (an ONNX import's)."""
+    return [n for n in layers(g) if "loss" in REGISTRY[g.nodes[n].kind].traits]
+
+
+def has_loss(g: nx.DiGraph) -> bool:
+    """Whether the network can be trained and tested; without a loss it only infers."""
+    return bool(loss_layers(g))
+
+
 def loss_weights(g: nx.DiGraph) -> dict[str, float]:
-    """Every loss layer and its weight in the total the backward differentiates.
+    """Every loss layer and its weight in the total the backward differentiates; {} without one.
 
     Several losses (GoogLeNet's side classifiers) need one main loss, the one
     written without `weight=`: its scores give the metrics and the prediction."""
-    losses = [n for n in layers(g) if "loss" in REGISTRY[g.nodes[n].kind].traits]
-    if not losses:
-        raise NetDslError("training needs a loss layer, found none",
-                          hint="end the network with `loss = softmax_loss(scores, label)`")
+    losses = loss_layers(g)
     if len(losses) > 1:
         main = [n for n in losses if g.nodes[n].args.get("weight") is None]
         if len(main) != 1:
@@ -62,12 +69,30 @@ def loss_weights(g: nx.DiGraph) -> dict[str, float]:
     return {n: 1.0 if w is None else w for n, w in weights.items()}
 
 
-def loss_node(g: nx.DiGraph) -> str:
-    """The main loss: the only one, or the one of several written without `weight=`."""
+def loss_node(g: nx.DiGraph) -> str | None:
+    """The main loss: the only one, or the one of several written without `weight=`; None without one."""
     weights = loss_weights(g)
-    if len(weights) == 1:
-        return next(iter(weights))
+    if len(weights) <= 1:
+        return next(iter(weights), None)
     return next(n for n in weights if g.nodes[n].args.get("weight") is None)
+
+
+def final_tensors(g: nx.DiGraph) -> list[str]:
+    """The forward layers no other layer reads, in topological order: an inference graph's outputs."""
+    return [n for n in layers(g) if not any(g.nodes[v].is_layer for v in g.successors(n))]
+
+
+def output_node(g: nx.DiGraph) -> str:
+    """The tensor a prediction reads: the main loss's scores, or, in a network without a loss,
+    its final tensor (the last one in file order where several are)."""
+    loss = loss_node(g)
+    return ordered_inputs(g, loss)[0] if loss is not None else final_tensors(g)[-1]
+
+
+def output_nodes(g: nx.DiGraph) -> list[str]:
+    """What the network computes for its caller: the main loss's scores, or every final tensor."""
+    loss = loss_node(g)
+    return [ordered_inputs(g, loss)[0]] if loss is not None else final_tensors(g)
 
 
 def is_transfer(g: nx.DiGraph, node: str) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from .graph_ops import topological
+from .graph_ops import final_tensors, has_loss, topological
 from .graph_ops import BYTES_PER_VALUE
 from .receptive import pixels, receptive_fields
 
@@ -116,6 +116,9 @@ def info_text(g: nx.DiGraph, batch: int, memory: str | None = None) -> str:
             "", f"parameters            {s.parameters:,}",
             f"multiply-adds/image   {s.macs:,}",
             f"activations/image     {human_bytes(activation_bytes_per_image(g))} (every layer's output, before buffer reuse)"]
+    if not has_loss(g):  # an inference graph (an ONNX import's): the step is the forward pass
+        outputs = ", ".join(f"`{n}`" for n in final_tensors(g))
+        out.append(f"outputs               {outputs} (no loss: the figures are inference's; train and test need one)")
     if memory is not None:
         out += ["", memory]
     for device in s.activation_bytes if memory is None else ():
@@ -129,6 +132,10 @@ def info_text(g: nx.DiGraph, batch: int, memory: str | None = None) -> str:
         for stmt, items in per_stmt.items():
             out.append(f"  {stmt:<8} " + ", ".join(items))
         total = s.cross_bytes_per_image
-        out.append(f"cross-GPU bytes/step  forward {human_bytes(total * batch)}, backward {human_bytes(total * batch)}"
-                   f" ({total:,} bytes per image each way) at batch {batch}")
+        if has_loss(g):
+            out.append(f"cross-GPU bytes/step  forward {human_bytes(total * batch)}, backward "
+                       f"{human_bytes(total * batch)} ({total:,} bytes per image each way) at batch {batch}")
+        else:  # no backward pass
+            out.append(f"cross-GPU bytes/step  forward {human_bytes(total * batch)} ({total:,} bytes per image) "
+                       f"at batch {batch}")
     return "\n".join(out)

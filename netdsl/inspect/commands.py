@@ -35,14 +35,15 @@ def cmd_compare(args) -> int:
 def cmd_export(args) -> int:
     from .onnx_export import OPSET, export
     check_out_file(args.output, "-o")
-    print(f"wrote {export(args.checkpoint, args.output)} (ONNX opset {OPSET}; input `image`, "
-          "outputs `logits` and `probabilities`)")
+    written, outputs = export(args.checkpoint, args.output)
+    shown = " and ".join(f"`{name}`" for name in outputs)
+    print(f"wrote {written} (ONNX opset {OPSET}; input `image`, output{'s' if len(outputs) > 1 else ''} {shown})")
     return 0
 
 
 def cmd_import(args) -> int:
     from .onnx_import import import_onnx
-    net, weights = import_onnx(args.model, args.output, args.weights)
+    net, weights = import_onnx(args.model, args.output, args.weights, loss=not args.no_loss)
     print(f"wrote {net} and its weights {weights}")
     return 0
 
@@ -139,6 +140,9 @@ def register(sub) -> None:
     c.add_argument("model", metavar="MODEL.onnx")
     c.add_argument("-o", "--output", metavar="FILE.net", help="network file to write (default: MODEL.net)")
     c.add_argument("--weights", metavar="CKPT.npz", help="checkpoint to write (default: FILE.npz beside it)")
+    c.add_argument("--no-loss", action="store_true",
+                   help="write the inference graph as it is (its outputs the network's final tensors, a final "
+                        "Softmax kept) instead of a classifier ending in a softmax_loss; any output shape")
     c.set_defaults(fn=cmd_import)
 
     c = sub.add_parser("ablate", help="train every combination of varied settings, then compare them")

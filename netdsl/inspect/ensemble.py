@@ -22,6 +22,7 @@ from ..layers.softmax_loss import top_k_error
 from ..train.datasets import checkpoint_test_plan, class_count, data_plan, input_scale, input_size, scaled
 from ..train.evaluate import log_probabilities
 from ..train.launch import by_name, checkpoint_network, open_data, relabelled
+from ..train.requirements import require_class_output, require_loss
 from .transforms import transformed
 
 
@@ -43,6 +44,7 @@ def member_log_probabilities(checkpoint: str, data_dir: str, ten_crop: bool | No
                              backend: str, batch: int | None, devices=None, progress: bool | None = None):
     """(log-probabilities N x K, labels, class list, crop mode) of one checkpoint on DIR/val."""
     net, config = checkpoint_network(checkpoint)
+    require_loss(net.graph, "tested")
     if transform not in (None, "none"):
         ten_crop = False  # a transform acts on the one crop the network sees
     test_aug = checkpoint_test_plan(net, config, ten_crop)
@@ -125,6 +127,7 @@ def predict_ensemble(checkpoints: list[str], images: list[str], backend: str = "
     per_member, names = [], None
     for checkpoint in checkpoints:
         net, config = checkpoint_network(checkpoint)
+        require_class_output(net.graph)
         member_names = config.get("class_names") or config.get("classes")
         if names is not None and member_names != names:
             raise NetDslError(f"{checkpoint} names other classes than {checkpoints[0]}",

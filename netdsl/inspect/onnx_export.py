@@ -8,7 +8,10 @@ stay as they are in the graph: each tower copy of a convolution is its own
 Conv on its own channels, `all x` is the Concat the graph already holds, and
 transfers are Identity, so the exported graph computes exactly what the
 executors do. The loss is dropped: the outputs are the scores that fed it
-(`logits`) and their softmax (`probabilities`).
+(`logits`, a C x 1 x 1 map flattened to C) and their softmax
+(`probabilities`). A network without a loss (an inference graph) is exported
+as it is: its outputs are its final tensors, under their own names (a final
+`softmax` gives its probabilities, a final `fc` its scores).
 
 Conventions that differ between netdsl and ONNX (LRN's alpha and even
 window, average pooling's divisor) are handled, and explained, in the kinds'
@@ -56,10 +59,9 @@ def onnx_model(g, params: dict[str, np.ndarray]):
     """An onnx.ModelProto of the forward graph, weights included; the batch size is free."""
     from onnx import TensorProto, checker, helper
     from ..layers import REGISTRY
-    from ..passes.build_backward import loss_node
+    from ..graph_ops import final_tensors, loss_node
     b = Builder(params)
     loss = loss_node(g)
-    scores = ordered_inputs(g, loss)[0]
     inputs = []
     for node in topological(g):
         d = g.nodes[node]
@@ -78,10 +80,16 @@ def onnx_model(g, params: dict[str, np.ndarray]):
                               hint=f"give netdsl/layers/{d.kind}.py an onnx method")
         layer.onnx(b, node, d, ordered_inputs(g, node))
         b.shapes[node] = tuple(d.shape)
-    b.op("Identity", [scores], "logits")
-    b.op("Softmax", ["logits"], "probabilities", axis=1)
-    classes = g.nodes[scores].shape[0]
-    outputs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", classes]) for o in ("logits", "probabilities")]
+    if loss is None:  # an inference graph: what it computes, as it is
+        outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *g.nodes[n].shape])
+                   for n in final_tensors(g)]
+    else:
+        scores = ordered_inputs(g, loss)[0]
+        b.op("Flatten" if len(g.nodes[scores].shape) > 1 else "Identity", [scores], "logits")  # C x 1 x 1: C
+        b.op("Softmax", ["logits"], "probabilities", axis=1)
+        classes = g.nodes[scores].shape[0]
+        outputs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", classes])
+                   for o in ("logits", "probabilities")]
     graph = helper.make_graph(b.nodes, g.graph["network"], inputs, outputs, b.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="netdsl",
                               doc_string=f"{g.graph['network']} from {g.graph.get('file', '?')}")
@@ -89,7 +97,8 @@ def onnx_model(g, params: dict[str, np.ndarray]):
     return model
 
 
-def export(run_or_checkpoint: str, output: str) -> str:
+def export(run_or_checkpoint: str, output: str) -> tuple[str, list[str]]:
+    """(the file written, its outputs' names)."""
     try:
         import onnx
     except ImportError:
@@ -99,4 +108,4 @@ def export(run_or_checkpoint: str, output: str) -> str:
     model = onnx_model(net.graph, params)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, output)
-    return output
+    return output, [o.name for o in model.graph.output]

@@ -21,6 +21,13 @@ alpha by the window, netdsl does not; netdsl's average pool divides by the
 real elements a window covers (count_include_pad=0), so count_include_pad=1
 is accepted only without padding.
 
+An ONNX graph holds no loss. By default the import writes a classifier (the
+one output's scores feed a `softmax_loss`, a final Softmax standing for it is
+dropped), so the file trains and tests as it is; `loss=False` (`--no-loss`)
+writes the inference graph as it computes, its outputs the network's final
+tensors. Which one a final Softmax means cannot be read from the graph, so
+it is the user's choice (docs/onnx-import.md).
+
 The .net text and the .npz are written to temporary files and renamed, so a
 failure leaves nothing behind.
 """
@@ -75,8 +82,10 @@ def _shape_text(shape) -> str:
     return " x ".join(str(s) for s in shape)
 
 
-def convert(model, network: str):
-    """(.net text, checkpoint arrays) of an onnx.ModelProto."""
+def convert(model, network: str, loss: bool = True):
+    """(.net text, checkpoint arrays) of an onnx.ModelProto: a classifier whose class scores
+    feed a `softmax_loss` (a final Softmax dropped), or with `loss=False` the inference graph
+    as it is, whose final tensors are the model's outputs."""
     from onnx import shape_inference
     try:
         model = shape_inference.infer_shapes(model)
@@ -103,7 +112,7 @@ def convert(model, network: str):
     nodes = fuse(g, [node for node in model.graph.node if not _fold(g, node)], outputs)
     read = {g.name(t) for node in nodes for t in node.input}
     for node in nodes:
-        if node.op_type == "Softmax" and node.output[0] in outputs and node.output[0] not in read:
+        if loss and node.op_type == "Softmax" and node.output[0] in outputs and node.output[0] not in read:
             # the probabilities: the loss stands for them, and the scores are what they were computed from
             g.alias[node.output[0]] = g.name(node.input[0])
             continue
@@ -125,17 +134,18 @@ def convert(model, network: str):
         lines.append((name, f"{name} = {layer.kind}({call})"))
         arrays |= {f"param/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.params.items()}
         arrays |= {f"state/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.state.items()}
-    scores = _scores(g, outputs, tensor_name)
-    out_shape = shapes.get(scores[0]) or ["?"]
-    classes = out_shape[0]
-    if len(out_shape) != 1 or not isinstance(classes, int):
-        raise NetDslError(f"output `{scores[0]}` is {_shape_text(out_shape)} per image, not a vector of class scores",
-                          hint="export the model with its classifier (a Flatten and a Gemm) at the end")
     header = [f"# Imported from ONNX ({model.producer_name or 'unknown producer'}, opset "
               f"{max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default='?')}).",
-              f"network {network}", "", f"input image : {_shape_text(image_shape)}",
-              f"input label : {classes} classes", ""]
-    body = [text for _, text in lines] + [f"loss = softmax_loss({scores[1]}, label)", ""]
+              f"network {network}", "", f"input image : {_shape_text(image_shape)}"]
+    body = [text for _, text in lines]
+    if loss:
+        scores = _scores(g, outputs, tensor_name)
+        header.append(f"input label : {_classes(scores[0], shapes)} classes")
+        body.append(f"loss = softmax_loss({scores[1]}, label)")
+    else:  # every output is a layer's; the final ones are the network's outputs
+        _outputs_known(g, outputs, tensor_name)
+    header.append("")
+    body.append("")
     net = _checked(network, "\n".join(header + body))
     width = max((len(text) for _, text in lines), default=0)
     body[:len(lines)] = [f"{text:<{width}}   # {_shape_text(net.graph.nodes[name].shape)}" for name, text in lines]
@@ -153,6 +163,25 @@ def _checked(network: str, text: str):
     except NetDslError as err:
         raise NetDslError(f"the imported network is not valid netdsl: {err.message}",
                           hint="please report it with the model; the importer should have refused the op") from None
+
+
+def _classes(scores: str, shapes: dict) -> int:
+    """The class count of a classifier's scores: a vector (or C x 1 x 1, as a global pool gives)."""
+    out_shape = shapes.get(scores) or ["?"]
+    classes = out_shape[0]
+    if any(side != 1 for side in out_shape[1:]) or not isinstance(classes, int):
+        raise NetDslError(f"output `{scores}` is {_shape_text(out_shape)} per image, not a vector of class scores",
+                          hint="export the model with its classifier (a Flatten and a Gemm) at the end, or "
+                          "import it as it is, without a loss: `netdsl import --no-loss`")
+    return classes
+
+
+def _outputs_known(g: Graph, outputs, tensor_name) -> None:
+    """Each output of the model is a layer's (not the image itself, nor a folded constant)."""
+    for o in outputs:
+        if g.name(o) not in tensor_name or tensor_name[g.name(o)] == "image":
+            raise NetDslError(f"output `{o}` is not computed by any layer", hint="netdsl networks compute their "
+                              "outputs from the image; export the model without constant outputs")
 
 
 def _scores(g: Graph, outputs, tensor_name) -> tuple[str, str]:
@@ -184,7 +213,8 @@ def _write_both(files: list[tuple[Path, object]]) -> None:
         raise
 
 
-def import_onnx(model_path: str, output: str | None = None, weights: str | None = None) -> tuple[Path, Path]:
+def import_onnx(model_path: str, output: str | None = None, weights: str | None = None,
+                loss: bool = True) -> tuple[Path, Path]:
     try:
         import onnx
     except ImportError:
@@ -200,7 +230,7 @@ def import_onnx(model_path: str, output: str | None = None, weights: str | None 
     ckpt_path = Path(weights) if weights else net_path.with_suffix(".npz")
     network = re.sub(r"[^A-Za-z0-9_]", "_", net_path.stem) or "imported"
     network = "n_" + network if network[0].isdigit() else network
-    text, arrays = convert(model, network)  # everything that can fail, before anything is written
+    text, arrays = convert(model, network, loss)  # everything that can fail, before anything is written
     if net_path.resolve() == ckpt_path.resolve():
         raise NetDslError(f"the network and its weights would both be {net_path}", hint="name another --weights")
     for path in (net_path, ckpt_path):

@@ -23,6 +23,7 @@ from ..train.datasets import checkpoint_test_plan, input_scale, input_size, scal
 from ..train.evaluate import log_probabilities
 from ..train.inference import inference_executor
 from ..train.launch import checkpoint_network, open_data
+from ..train.requirements import require_loss
 from ..userpaths import check_data_dir, check_out_dir, check_regular_file
 from .geometry import FILLS, geometric
 from .transforms import transformed
@@ -64,6 +65,7 @@ def sweep(checkpoint: str, data_dir: str, spec: str, fill: str = "reflect", out:
     folder = Path(out) if out else Path(checkpoint).parent
     check_out_dir(folder, run=False)
     net, config = checkpoint_network(checkpoint)
+    require_loss(net.graph, "tested")
     test_aug = checkpoint_test_plan(net, config, ten_crop=False)  # a transform acts on the one crop the network sees
     _, data = open_data(net, data_dir)
     ex = net.executor(backend=backend, batch=batch or config["options"]["batch"], devices=devices)

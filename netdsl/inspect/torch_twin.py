@@ -7,7 +7,7 @@ logits against the reference executor's."""
 from __future__ import annotations
 
 from ..errors import NetDslError
-from ..graph_ops import image_input, label_input, layers, loss_node, loss_weights, ordered_inputs
+from ..graph_ops import image_input, label_input, layers, loss_node, loss_weights, ordered_inputs, output_node
 
 
 class TorchTwin:
@@ -28,7 +28,7 @@ class TorchTwin:
                                   hint=f"give netdsl/layers/{layer.kind}.py a torch_forward")
         self.loss = loss_node(g)
         self.losses = loss_weights(g)  # the value with labels: their weighted sum
-        self.scores = ordered_inputs(g, self.loss)[0]
+        self.scores = output_node(g)  # the main loss's scores, or a loss-free network's final tensor
         self.image = image_input(g)
         self.label = label_input(g)
         self.params = {k: torch.nn.Parameter(torch.from_numpy(v.copy()).to(device)) for k, v in params.items()}

@@ -13,6 +13,8 @@ from .base import Example, Layer, torch_functional
 class Softmax(Layer):
     kind = "softmax"
     doc = "e^x_c / sum over channels of e^x_k, per item (and per pixel of a map)"
+    # as a network's output (an inference graph's, without a loss), what predict shows as it is
+    traits = frozenset({"probabilities"})
     examples = (
         Example({}, [(7,)], "class probabilities"),
         Example({}, [(5, 3, 4)], "per pixel of a map"),

@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import networkx as nx
 
+from ..graph_ops import has_loss
 from ..step import Plan
 
 from .add_updates import add_updates
@@ -69,13 +70,19 @@ def run(g: nx.DiGraph, after: Callable[[str, nx.DiGraph], None] | None = None,
         training: bool = False,
         check: Callable[[nx.DiGraph], None] | None = None) -> nx.DiGraph:
     """Run every pass in order; `after(name, graph)` sees the graph after each.
-    `check(graph)`
-    runs once after the forward passes, before any training pass needs it."""
-    chosen = FORWARD_PASSES + (TRAINING_PASSES if training else [])
-    for i, (name, fn) in enumerate(chosen):
+    `check(graph)` runs once after the forward passes, before any training pass needs it.
+    A network without a loss is an inference graph: it gets no training passes, and its
+    step (plan_step) is the forward pass alone."""
+    for name, fn in FORWARD_PASSES:
         g = fn(g)
         if after is not None:
             after(name, g)
-        if check is not None and i == len(FORWARD_PASSES) - 1:
-            check(g)
+    if check is not None:
+        check(g)
+    if not (training and has_loss(g)):
+        return g
+    for name, fn in TRAINING_PASSES:
+        g = fn(g)
+        if after is not None:
+            after(name, g)
     return g

@@ -8,6 +8,9 @@ named after what it computes: AlexNet's two towers share every kernel. The
 dropout key of a call comes from its layer (`Call.layer`) at run time, so no
 node name ever becomes a C identifier.
 
+A network without a loss has no training graph: its step is the forward
+pass alone, and its final tensors are what the host reads.
+
 Every node of the graph becomes steps, in topological order:
 
     layer      its forward kernels; a transfer is a Copy between physical devices,
@@ -37,7 +40,7 @@ import networkx as nx
 
 from ..codegen import Kernel, KernelSource, render_layer
 from ..codegen.training import render_gradsum, render_update, render_watch
-from ..graph_ops import is_transfer, loss_node, loss_weights, ordered_inputs, topological
+from ..graph_ops import is_transfer, loss_weights, output_nodes, ordered_inputs, topological
 from ..nodes import Role
 from ..step import Call, Copy, Plan, TensorInfo, TensorRef
 
@@ -58,7 +61,6 @@ class _Lowering:
         self.forward, self.backward, self.update = [], [], []
         self.grad_checks: list[tuple[str, TensorRef, str]] = []
         self.input_home: dict[str, str] = {}
-        self.loss = loss_node(g)
         self.losses = loss_weights(g)  # each loss's seed (its output gradient) is its weight
 
     # ---- kernels, each body once ---------------------------------------------
@@ -146,8 +148,8 @@ class _Lowering:
         values = {n: t for n, t in values.items() if t in tensors}
         params = [TensorRef(n, "param_grad", p) for n in order if self.g.nodes[n].is_layer
                   for p in self.g.nodes[n].params]
-        scores = ordered_inputs(self.g, self.loss)[0]
-        host_reads = frozenset(values[n] for n in (scores, *self.losses) if n in values)
+        # the main loss's scores, or an inference graph's final tensors; and every loss
+        host_reads = frozenset(values[n] for n in (*output_nodes(self.g), *self.losses) if n in values)
         devices = {info.device for info in tensors.values()}
         modules = list(self.bodies.values()) + ([render_watch(self.target)] if self.target == "cuda" else [])
         return Plan(

@@ -7,7 +7,8 @@ Backends differ only in how they run forward and backward (`_forward`,
 
     ex.params                       name -> array, PyTorch layouts, graph order
     ex.set_params(mapping)
-    ex.forward(images, train=False) -> scores (the loss layer's first input)
+    ex.forward(images, train=False) -> scores (the loss layer's first input; without
+                                    a loss, the network's final tensor)
     ex.gradients(images, labels, train=True) -> (loss, {name: gradient})
     ex.step(images, labels) -> {"loss", "top1_error", "top5_error"}
     ex.save(path) / ex.load(path)   weights, momentum, step counter and lr (.npz)
@@ -25,7 +26,7 @@ import numpy as np
 
 from .. import rng
 from ..layers import REGISTRY
-from ..graph_ops import forward_nodes, image_input, label_input, loss_node, loss_weights, ordered_inputs
+from ..graph_ops import forward_nodes, image_input, label_input, loss_node, loss_weights, ordered_inputs, output_node
 from .optimizer import clip_scale, global_norm, sgd_update, step_norms
 
 
@@ -68,7 +69,8 @@ class Executor:
         self.order = forward_nodes(graph)
         self.loss = loss_node(graph)  # the main loss: its scores give the metrics and the prediction
         self.losses = loss_weights(graph)  # every loss and its weight in the `loss` value
-        self.scores_node = ordered_inputs(graph, self.loss)[0]
+        # what forward returns: the main loss's scores, or (no loss: an inference graph) its final tensor
+        self.scores_node = output_node(graph)
         self.image_input = image_input(graph)
         self.label_input = label_input(graph)
         self.params: OrderedDict[str, np.ndarray] = OrderedDict()

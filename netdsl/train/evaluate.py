@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers import REGISTRY
 from ..layers.softmax_loss import log_softmax, top_k_error
+
+
+def gives_probabilities(ex) -> bool:
+    """Whether the executor's output is probabilities already (a network without a loss
+    ending in a `softmax`), rather than scores."""
+    return "probabilities" in REGISTRY[ex.g.nodes[ex.scores_node].kind].traits
 
 
 def log_probabilities(ex, images: np.ndarray) -> np.ndarray:
     """Log class probabilities (float64); a 10 x N x ... ten-crop batch is averaged over crops
-    in probability, computed as a log-sum-exp so nothing underflows."""
+    in probability, computed as a log-sum-exp so nothing underflows. Scores (C, or C x 1 x 1)
+    go through a log-softmax; an output that is probabilities already, through a log."""
     crops = images if images.ndim == 5 else images[None]
     views, n = len(crops), crops.shape[1]
-    scores = forward_all(ex, crops.reshape((views * n,) + crops.shape[2:]))
-    logs = log_softmax(scores.astype(np.float64)).reshape(views, n, -1)
+    scores = forward_all(ex, crops.reshape((views * n,) + crops.shape[2:])).reshape(views * n, -1)
+    if gives_probabilities(ex):
+        with np.errstate(divide="ignore"):  # a probability of 0 is a log of -inf, ranked last
+            logs = np.log(scores.astype(np.float64)).reshape(views, n, -1)
+    else:
+        logs = log_softmax(scores.astype(np.float64)).reshape(views, n, -1)
     if len(logs) == 1:
         return logs[0]
     top = logs.max(axis=0)

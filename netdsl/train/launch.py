@@ -26,6 +26,7 @@ from .datasets import checkpoint_test_plan, class_count, data_plan, default_data
 from .evaluate import evaluate, log_probabilities
 from .inference import inference_executor
 from .init_weights import apply_init, check_init
+from .requirements import require_class_output, require_loss
 from .trainer import RunOptions, Trainer, read_config, write_config
 
 
@@ -100,6 +101,7 @@ def start_run(file: str, overrides: dict, data_dir: str | None, out: str | None,
         check_data_dir(data_dir)
     source = Path(file).read_text(encoding="utf-8", errors="replace")
     net = network_from_source(source, str(file), overrides)
+    require_loss(net.graph, "trained")
     arrays = check_init(init, expected_shapes(net.graph)) if init else None
     options = RunOptions(epochs=epochs or net.train.epochs, batch=batch or net.train.batch,
                          seed=net.train.seed if seed is None else seed, workers=workers or default_workers(),
@@ -236,6 +238,7 @@ def test_checkpoint(checkpoint: str, data_dir: str, ten_crop: bool | None, backe
     check_regular_file(checkpoint, "checkpoint")
     check_data_dir(data_dir)
     net, config = checkpoint_network(checkpoint, network)
+    require_loss(net.graph, "tested")
     test_aug = checkpoint_test_plan(net, config, ten_crop)
     _, data = open_data(net, data_dir, training=False)
     remap = by_name(checkpoint, config, data, data_dir)
@@ -253,6 +256,7 @@ def predict(checkpoint: str, images: list[str], backend: str, devices: list[int]
     for path in images:  # before the checkpoint, which may be hundreds of MB
         check_regular_file(path, "image")
     net, config = checkpoint_network(checkpoint, network)
+    require_class_output(net.graph)
     prepared_size, _, _ = data_plan(net)
     side = net.graph.nodes[image_input(net.graph)].shape[1]
     decoded = []

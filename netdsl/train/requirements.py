@@ -1,14 +1,16 @@
 """What training needs of a network, checked when the file is compiled so
 that `netdsl info` reports it with a position instead of `netdsl train`
-failing later without one: one image input, one main loss reading scores and
-a label input, and written crops that fit the image input."""
+failing later without one: one image input, one main loss among several, and
+written crops that fit the image input. A network without a loss is an
+inference graph (info, compile, export and predict take it); `train` and
+`test` ask for one (`require_loss`)."""
 from __future__ import annotations
 
 import networkx as nx
 
 from .. import ast
 from ..errors import NetDslError, Pos
-from ..graph_ops import layers
+from ..graph_ops import has_loss, loss_layers, output_node
 from ..layers import REGISTRY
 from ..values import substitute
 
@@ -39,13 +41,10 @@ def check_inputs(g: nx.DiGraph, settings: dict[str, ast.Setting]) -> None:
                               "`from` is the size images are prepared at; the crop is taken inside it")
 
 
-def check_loss(g: nx.DiGraph) -> None:
-    """One loss layer, or several with exactly one main one, after the forward passes resolved every kind."""
-    losses = [n for n in layers(g) if "loss" in REGISTRY[g.nodes[n].kind].traits]
-    if not losses:
-        kinds = ", ".join(sorted(k for k, layer in REGISTRY.items() if "loss" in layer.traits))
-        raise NetDslError("the network has no loss layer, so it cannot be trained or tested", Pos(g.graph["file"], 1, 1),
-                          f"end it with a loss ({kinds}), e.g. `loss = softmax_loss(scores, label)`")
+def check_losses(g: nx.DiGraph) -> None:
+    """Without a loss, nothing (an inference graph, as an ONNX import's); with several, exactly
+    one main one. Runs after the forward passes resolved every kind."""
+    losses = loss_layers(g)
     # Several losses train on their weighted sum; one of them, written without `weight=`,
     # is the main loss whose scores give the metrics and the prediction.
     main = [n for n in losses if g.nodes[n].args.get("weight") is None]
@@ -58,3 +57,27 @@ def check_loss(g: nx.DiGraph) -> None:
         raise NetDslError(f"every one of the {len(losses)} losses has a weight, so none is the main loss",
                           g.nodes[losses[-1]].pos, "leave the weight out of the main one (its weight is 1); "
                           "its scores give the reported errors and the prediction")
+
+
+def require_loss(g: nx.DiGraph, command: str) -> None:
+    """`netdsl train` and `netdsl test` need a loss; `info`, `compile`, `export` and `predict` do not.
+    The error points at the network's output, where the loss would read the scores."""
+    if has_loss(g):
+        return
+    kinds = ", ".join(sorted(k for k, layer in REGISTRY.items() if "loss" in layer.traits))
+    out = output_node(g)
+    raise NetDslError(f"the network has no loss layer, so it cannot be {command}: its output is `{out}`",
+                      g.nodes[out].pos or Pos(g.graph["file"], 1, 1),
+                      f"end it with a loss ({kinds}), e.g. `loss = softmax_loss(scores, label)`")
+
+
+def require_class_output(g: nx.DiGraph) -> None:
+    """`netdsl predict` ranks classes: the output must be a vector (or C x 1 x 1) of class scores or
+    probabilities. A network with a loss has one; an inference graph's may be a map."""
+    out = output_node(g)
+    shape = tuple(g.nodes[out].shape)
+    if any(side != 1 for side in shape[1:]):
+        raise NetDslError(f"predict ranks classes, and the network's output `{out}` is {'x'.join(map(str, shape))} "
+                          "per image, not a vector of class scores", g.nodes[out].pos or Pos(g.graph["file"], 1, 1),
+                          "end the network with one score per class: `... -> global_avgpool -> flatten`, or an "
+                          "`fc(classes)`, optionally followed by a `softmax`")

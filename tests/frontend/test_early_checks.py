@@ -26,7 +26,6 @@ CASES = [
      "random_crop(from=30) is smaller"),
     ("negative init std", NET + "defaults fc { init = gauss(-0.1) }", 5, 28, "gauss() needs a spread of 0 or more"),
     ("negative uniform limit", NET + "g = fc(image, 3, init=uniform(-1))", 5, 31, "uniform() needs a spread"),
-    ("no loss", HEAD + "f = fc(image, 10)\n", 1, 1, "no loss layer"),
     ("two unweighted losses", NET + "l2 = softmax_loss(f, label)", 5, 6, "a second loss `l2` without a weight"),
     ("two image inputs", HEAD + "input im2 : 3 x 32 x 32\nf = fc(image, 10)\nloss = softmax_loss(f, label)", 3, 7,
      "a second image input `im2`"),

@@ -82,7 +82,8 @@ ORACLE = {
     "sigmoid": lambda a, p, xs, ctx: torch.sigmoid(xs[0]),
     "silu": lambda a, p, xs, ctx: F.silu(xs[0]),
     "softmax": lambda a, p, xs, ctx: torch.softmax(xs[0], dim=1),
-    "softmax_loss": lambda a, p, xs, ctx: F.cross_entropy(xs[0], xs[1], reduction="mean"),
+    # C x 1 x 1 scores as PyTorch takes them: flattened
+    "softmax_loss": lambda a, p, xs, ctx: F.cross_entropy(xs[0].flatten(1), xs[1], reduction="mean"),
     "tanh": lambda a, p, xs, ctx: torch.tanh(xs[0]),
     "transfer": lambda a, p, xs, ctx: xs[0],
 }

@@ -49,8 +49,9 @@ def example_text(kind: str, index: int) -> str:
     first = example.in_shapes[0]
     image = first if len(first) == 3 else (2, 3, 3)
     lines.append(f"input image : {' x '.join(map(str, image))}")
-    if "loss" in layer.traits:
-        lines += [f"input label : {first[0]} classes", f"scores = fc(image, {first[0]})",
+    if "loss" in layer.traits:  # C x 1 x 1 scores from a 1x1 convolution, vectors from fully connected
+        make = f"conv(image, {first[0]}, size=1)" if len(first) == 3 else f"fc(image, {first[0]})"
+        lines += [f"input label : {first[0]} classes", f"scores = {make}",
                   f"loss = {kind}(scores, label)"]
         return "\n".join(lines)
     names = []
