@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from . import ast, blocks, input_sizes
+from .block_use_paths import in_one_use
 from .errors import NetDslError, Pos, did_you_mean
 from .layers import REGISTRY
 from .nodes import NetGraph, Node, Order, Phase, Role
@@ -237,7 +238,8 @@ class _Builder:
     def apply_layer_overrides(self, overrides: dict[str, ast.Value]) -> None:
         """`--set LAYER.ARG=value`, LAYER as `netdsl info` prints it less `@device` (every
         tower copy follows), a block's layers by their full name (`layer1.basic.c1.conv`:
-        one use), or `BLOCK.LAYER` as named inside the block (`basic.c1.conv`: every use).
+        one use), `BLOCK.LAYER` as named inside the block (`basic.c1.conv`: every use), or
+        `BLOCK[N].LAYER` (`basic[2].c1.conv`: the N-th use, block_use_paths.py).
         The value wins over the call's own and `defaults`."""
         layers = {n: d for n, d in self.g.nodes(data=True) if d.is_layer}
         for key, value in overrides.items():
@@ -250,11 +252,13 @@ class _Builder:
                 layers[name].overrides[arg] = ast.Arg(arg, value, value.pos)
                 continue
             every = self._in_every_use(name, layers)
+            every, where = (every, f"in every use of block `{name.split('.')[0]}`") if every else \
+                in_one_use(name, layers, self.blocks) or ([], "")
             if every:
                 for layer in every:
                     kind, names = self._arg_names(layers[layer])
                     if names is not None and arg not in names:
-                        raise NetDslError(f"--set: {name} ({kind}, in every use of block `{name.split('.')[0]}`) "
+                        raise NetDslError(f"--set: {name} ({kind}, {where}) "
                                           f"has no argument `{arg}`{did_you_mean(arg, names)}",
                                           hint=f"{kind} takes: {', '.join(names) or 'no arguments'}")
                     layers[layer].overrides[arg] = ast.Arg(arg, value, value.pos)

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import NetDslError
 from .onnx_import_fuse import fuse
-from .onnx_import_graph import Graph, _fold, _unsupported
+from .onnx_import_graph import Graph, _unsupported, folded
 from .onnx_import_ops import OPS
 
 
@@ -86,17 +86,8 @@ def convert(model, network: str, loss: bool = True):
     """(.net text, checkpoint arrays) of an onnx.ModelProto: a classifier whose class scores
     feed a `softmax_loss` (a final Softmax dropped), or with `loss=False` the inference graph
     as it is, whose final tensors are the model's outputs."""
-    from onnx import shape_inference
-    try:
-        model = shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - shapes are only comments
-        pass
-    g = Graph(model)
-    shapes = {}
-    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        g.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else "?" for d in dims]
-        shapes[vi.name] = g.shapes[vi.name][1:]
+    g, kept = folded(model)
+    shapes = {name: shape[1:] for name, shape in g.shapes.items()}
     inputs = [i for i in model.graph.input if i.name not in g.consts]
     if len(inputs) != 1:
         raise NetDslError(f"the model has {len(inputs)} inputs; netdsl networks have one image input")
@@ -109,7 +100,7 @@ def convert(model, network: str, loss: bool = True):
     tensor_name = {image: "image"}
     lines, arrays = [], {}
     outputs = [o.name for o in model.graph.output]
-    nodes = fuse(g, [node for node in model.graph.node if not _fold(g, node)], outputs)
+    nodes = fuse(g, kept, outputs)
     read = {g.name(t) for node in nodes for t in node.input}
     for node in nodes:
         if loss and node.op_type == "Softmax" and node.output[0] in outputs and node.output[0] not in read:

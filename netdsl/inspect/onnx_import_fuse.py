@@ -7,7 +7,9 @@ rewritten to the single ONNX operator OPS maps, before the graph is walked:
   Add 1, and the product of x, that sum and 0.5 in any grouping (torch multiplies x first,
   netdsl's exporter 0.5 x first) -> Gelu(x);
 - adaptive pooling as netdsl's exporter writes it where windows overlap, windows sliced,
-  reduced and concatenated -> one adaptive pool (onnx_import_adaptive.py).
+  reduced and concatenated -> one adaptive pool (onnx_import_adaptive.py);
+- torch's LocalResponseNorm, x / (k + alpha avg_pool3d(pad(x^2)))^beta with an If between ->
+  LRN (onnx_import_lrn.py).
 
 A pattern is fused only where its inner tensors feed nothing else and are not graph outputs,
 so that no other node loses a value it reads; an unfused Sigmoid or HardSigmoid stays a layer
@@ -21,6 +23,7 @@ import math
 from collections import Counter
 
 from . import onnx_import_adaptive as adaptive
+from . import onnx_import_lrn as lrn
 from .onnx_import_activations import is_netdsl_hard_sigmoid
 from .onnx_import_graph import Graph, _unsupported, attrs
 
@@ -78,6 +81,12 @@ def fuse(g: Graph, nodes: list, outputs: list[str]) -> list:
             replaced[id(node)] = helper.make_node(adaptive.ADAPTIVE, [x], [node.output[0]],
                                                   name=node.name or node.output[0],
                                                   kind=adaptive.REDUCE_KINDS[reduce_op], out=list(out))
+        norm = lrn.match(index, node) if node.op_type == "Div" else None
+        if norm is not None:
+            x, inner, a = norm
+            dropped.update(id(n) for n in inner)
+            op_type = "LRN" if a["size"] % 2 else lrn.TORCH_LRN  # ONNX's LRN centres an even window otherwise
+            replaced[id(node)] = helper.make_node(op_type, [x], [node.output[0]], name=node.name or node.output[0], **a)
     return [replaced.get(id(n), n) for n in nodes if id(n) not in dropped]
 
 

@@ -89,6 +89,44 @@ def _num(x) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else str(np.float32(x))
 
 
+def folded(model) -> tuple[Graph, list]:
+    """The graph's known arrays and shapes (ONNX's shape inference), and the nodes not folded.
+
+    A Shape is folded only where shape inference knows its input, and that can need arrays
+    folded here first: torch pads LocalResponseNorm's channels by pads it computes from
+    constants, which shape inference does not evaluate, so nothing after that Pad has a shape
+    until the pads are known. The nodes folded to arrays are therefore written back as
+    Constants and the shapes inferred again, until a pass folds nothing new."""
+    from onnx import ModelProto, helper, shape_inference
+    while True:
+        try:
+            model = shape_inference.infer_shapes(model)
+        except Exception:  # noqa: BLE001 - then no shapes are known: shapes are mostly comments
+            pass
+        g = Graph(model)
+        for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+            if vi.type.tensor_type.HasField("shape"):  # not when its rank is unknown (it is no scalar)
+                g.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else "?"
+                                     for d in vi.type.tensor_type.shape.dim]
+        nodes = list(model.graph.node)  # held: protobuf makes a new wrapper on each access
+        kept, computed = [], []
+        for node in nodes:
+            if not _fold(g, node):
+                kept.append(node)
+            elif node.op_type not in ("Constant", "Identity"):
+                computed.append(node)
+        if not computed:
+            return g, kept
+        constants = [helper.make_node("Constant", [], [out], value=g.nh.from_array(np.asarray(g.consts[out]), out))
+                     for node in computed for out in node.output if out]
+        gone = {id(node) for node in computed}
+        nodes = constants + [node for node in nodes if id(node) not in gone]
+        model, source = ModelProto(), model
+        model.CopyFrom(source)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)  # the Constants read nothing, so first is a topological place
+
+
 def _fold(g: Graph, node) -> bool:
     """Constant and Identity nodes become known arrays and aliases; True when folded."""
     if node.op_type == "Constant":
@@ -106,7 +144,8 @@ def _fold(g: Graph, node) -> bool:
         a = attrs(node)
         g.consts[node.output[0]] = np.array(g.shapes[g.name(node.input[0])][a.get("start", 0):a.get("end")], np.int64)
         return True
-    if node.input and all(not t or g.name(t) in g.consts for t in node.input):  # shape arithmetic on constants
+    # shape arithmetic on constants; an If's branches read outer tensors that are not its inputs
+    if node.op_type != "If" and node.input and all(not t or g.name(t) in g.consts for t in node.input):
         g.consts.update(zip(node.output, _evaluate(g, node)))
         return True
     return False

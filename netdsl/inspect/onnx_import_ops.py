@@ -13,6 +13,7 @@ from ..layers._broadcast import broadcast_shape
 from .onnx_import_activations import clip, gelu, hard_sigmoid, softmax, swish
 from .onnx_import_adaptive import ADAPTIVE, adaptive_pool
 from .onnx_import_graph import Graph, Layer, _allowed, _num, _pair, _symmetric_pads, _unsupported, attrs
+from .onnx_import_lrn import TORCH_LRN
 
 
 def conv(g: Graph, node) -> Layer:
@@ -122,10 +123,17 @@ def prelu(g: Graph, node) -> Layer:
 
 
 def lrn(g: Graph, node) -> Layer:
-    a = attrs(node)
-    n = a["size"]
+    n = attrs(node)["size"]
     if n % 2 == 0:
         raise _unsupported(node, f"an even window (size={n}) is centred differently from netdsl's lrn")
+    return lrn_layer(node)
+
+
+def lrn_layer(node) -> Layer:
+    """LRN's attributes as netdsl's lrn; torch's LocalResponseNorm (TORCH_LRN) centres every
+    window as netdsl does, so it comes here without lrn's check."""
+    a = attrs(node)
+    n = a["size"]
     alpha = a.get("alpha", 1e-4) / n  # ONNX divides by the window; netdsl does not
     return Layer("lrn", [node.input[0]], [str(n), f"alpha={_num(alpha)}", f"beta={_num(a.get('beta', 0.75))}",
                                           f"k={_num(a.get('bias', 1.0))}"])
@@ -203,6 +211,7 @@ OPS = _SINGLE_OPS | {
     "Elu": elu,
     "PRelu": prelu,
     "LRN": lrn,
+    TORCH_LRN: lambda g, node: lrn_layer(node),  # torch's LocalResponseNorm of an even size (onnx_import_lrn.py)
     "Dropout": dropout,
     "Flatten": flatten,
     "Reshape": reshape,

@@ -97,3 +97,66 @@ def test_a_bad_param_value_is_reported_where_it_was_given(capsys):
     assert first == "<--set pool>:1:1: error: `size` of maxpool must be greater than 0, but --set pool gives 0", err
     assert "hint: the file's value is replaced by `--set pool`" in err
     assert f"{EXAMPLES / 'alexnet.net'}:" in notes and ": note: `size` of maxpool reads `pool` here" in notes
+
+
+def test_block_by_use_position_sets_that_use_only():
+    # `basic[2]`: the second use of `basic` in file order, layer1's second (`layer1.basic2`)
+    g = compile_graph(EXAMPLES / "resnet18.net", overrides={"basic[2].c1.batchnorm.eps": "0.001",
+                                                            "basic[5].c2.batchnorm.momentum": "0.5"})
+    eps = {n: d.args["eps"] for n, d in g.nodes(data=True) if d.is_layer and d.kind == "batchnorm"}
+    assert [n for n, e in eps.items() if e == 0.001] == ["layer1.basic2.c1.batchnorm"]
+    assert eps["layer1.basic.c1.batchnorm"] == eps["layer2.basic.c1.batchnorm"] == 1e-5  # the others as written
+    momentum = {n: d.args["momentum"] for n, d in g.nodes(data=True) if d.is_layer and n.endswith("c2.batchnorm")}
+    assert momentum == {"layer1.basic.c2.batchnorm": 0.1, "layer1.basic2.c2.batchnorm": 0.1,
+                        "layer2.basic.c2.batchnorm": 0.1, "layer2.down.c2.batchnorm": 0.1,
+                        "layer3.basic.c2.batchnorm": 0.1, "layer3.down.c2.batchnorm": 0.1,
+                        "layer4.basic.c2.batchnorm": 0.5, "layer4.down.c2.batchnorm": 0.1}
+
+
+NESTED = """network nested
+input image : 3 x 8 x 8
+input label : 4 classes
+block unit(t, c) {
+  y = conv(t, c, size=3, pad=1) -> relu
+}
+block pair(t) {
+  a = unit(t, 4)
+  b = unit(a, 4)
+}
+first = unit(image, 4)
+p = pair(first) * 2
+scores = fc(p, 4)
+loss = softmax_loss(scores, label)
+"""
+
+
+def test_uses_inside_a_repeated_block_count_once_per_use_of_it(tmp_path):
+    # unit's uses in file order: first, then the pair's a and b, once for each of the two pairs
+    order = ["first", "p.pair.a", "p.pair.b", "p.pair2.a", "p.pair2.b"]
+    for i, use in enumerate(order, 1):
+        g = compile_graph(text=NESTED, file="nested.net", overrides={f"unit[{i}].y.conv.stride": "2"})
+        strided = [n for n, d in g.nodes(data=True) if d.is_layer and d.kind == "conv" and d.args["stride"] == 2]
+        assert strided == [f"{use}.y.conv"]
+
+
+def test_a_bad_use_position_is_positioned_at_the_block_with_its_uses(capsys):
+    for position in ("0", "6", "x", "-1"):
+        err = errors(capsys, f"basic[{position}].c1.conv.stride=2", file="resnet18.net")
+        first, hint = err.splitlines()[0], err.split("hint: ")[1].splitlines()[0]
+        assert first == (f"{EXAMPLES / 'resnet18.net'}:15:7: error: --set: block `basic` is used 5 times; "
+                         f"`basic[{position}]` is not one of its uses"), err
+        assert hint.startswith("uses are numbered from 1 to 5 in file order: basic[1] is layer1.basic, "
+                               "basic[2] is layer1.basic2, basic[3] is layer2.basic"), err
+        assert f"{EXAMPLES / 'resnet18.net'}:26:10: note: basic[2]: layer1.basic2" in err
+
+
+def test_a_bad_block_or_layer_in_a_use_path(capsys):
+    err = errors(capsys, "basci[2].c1.conv.stride=2", file="resnet18.net")
+    assert err.startswith("error: --set: `basci[2]`: there is no block `basci` (did you mean `basic`?)")
+    assert "blocks here: basic, down" in err
+    err = errors(capsys, "basic[2].c9.conv.stride=2", file="resnet18.net")
+    assert err.startswith("error: --set: block `basic` has no layer `c9.conv` (did you mean `c2.conv`?)")
+    assert "in that use, layer1.basic2): c1.batchnorm, c1.conv, c1.relu, c2.add" in err
+    err = errors(capsys, "basic[2].c1.conv.strde=2", file="resnet18.net")
+    assert ("basic[2].c1.conv (conv, in use 2 of block `basic`, layer1.basic2) has no argument `strde` "
+            "(did you mean `stride`?)") in err

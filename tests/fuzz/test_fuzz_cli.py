@@ -55,7 +55,8 @@ def digest(path: str) -> str:
 
 value = st.one_of(st.sampled_from(NUMBERS), st.sampled_from(
     ["NET", "RUN", "CKPT", "DATA", "IMAGE", "FIFO", "TEXT", "FILE", "DIR", "MISSING", "NEWOUT", "EXAMPLE"]),
-    st.sampled_from(["act=tanh", "batch=0", "optimizer.lr=-1", "nope=1", "=", "reference", "cpu", "infer_shapes"]))
+    st.sampled_from(["act=tanh", "batch=0", "optimizer.lr=-1", "nope=1", "basic[0].c1.conv.stride=2",
+                     "basic[9].c1.conv.stride=2", "unit[1].y.conv.strid=2", "=", "reference", "cpu", "infer_shapes"]))
 
 
 @st.composite

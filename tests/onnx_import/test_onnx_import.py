@@ -105,7 +105,7 @@ def small_nin():
 
 
 def plain_cnn():
-    return nn.Sequential(nn.Conv2d(3, 8, 5, padding=2, dilation=1), nn.ReLU(),  # torch exports LocalResponseNorm as primitives, not LRN
+    return nn.Sequential(nn.Conv2d(3, 8, 5, padding=2, dilation=1), nn.ReLU(),  # LocalResponseNorm: test_onnx_import_lrn.py
                          nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2), nn.Tanh(),
                          nn.AvgPool2d(2), View(), nn.Dropout(0.5), nn.Linear(8 * 4 * 4, 12), nn.Sigmoid(),
                          nn.Linear(12, 4))
