@@ -42,7 +42,7 @@ def cmd_export(args) -> int:
 
 def cmd_import(args) -> int:
     from .onnx_import import import_onnx
-    net, weights = import_onnx(args.model, args.output, args.weights)
+    net, weights = import_onnx(args.model, args.output, args.weights, flat=args.flat)
     print(f"wrote {net} and its weights {weights}")
     return 0
 
@@ -139,6 +139,8 @@ def register(sub) -> None:
     c.add_argument("model", metavar="MODEL.onnx")
     c.add_argument("-o", "--output", metavar="FILE.net", help="network file to write (default: MODEL.net)")
     c.add_argument("--weights", metavar="CKPT.npz", help="checkpoint to write (default: FILE.npz beside it)")
+    c.add_argument("--flat", action="store_true",
+                   help="one statement per layer: repeated regions are not gathered into blocks")
     c.set_defaults(fn=cmd_import)
 
     c = sub.add_parser("ablate", help="train every combination of varied settings, then compare them")

@@ -9,7 +9,9 @@ operator (onnx_import_fuse.py). Every other node goes through one small
 function per ONNX op type (OPS), which reads the node's attributes and known
 arrays and returns a Layer: the netdsl kind, its arguments in .net syntax,
 and its weights by parameter name. An op or attribute a function cannot
-express raises Unsupported, which names the node and the op.
+express raises Unsupported, which names the node and the op. The layers
+are then written one statement each, or with their repeated regions as
+blocks (onnx_import_blocks.py; `--flat` keeps one statement per layer).
 
 A kind computed by one attribute-free ONNX operator plugs in through the
 `onnx_op` of its layer module, which the exporter writes too; any other needs
@@ -34,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NetDslError
+from ..layers import REGISTRY
+from .onnx_import_blocks import Gathered, Row, gather
 from .onnx_import_fuse import fuse
 from .onnx_import_graph import Graph, _fold, _unsupported
 from .onnx_import_ops import OPS
@@ -75,7 +79,7 @@ def _shape_text(shape) -> str:
     return " x ".join(str(s) for s in shape)
 
 
-def convert(model, network: str):
+def convert(model, network: str, flat: bool = False):
     """(.net text, checkpoint arrays) of an onnx.ModelProto."""
     from onnx import shape_inference
     try:
@@ -98,7 +102,7 @@ def convert(model, network: str):
                           hint="export with a fixed-size example input")
     names = Names()
     tensor_name = {image: "image"}
-    lines, arrays = [], {}
+    rows: list[Row] = []
     outputs = [o.name for o in model.graph.output]
     nodes = fuse(g, [node for node in model.graph.node if not _fold(g, node)], outputs)
     read = {g.name(t) for node in nodes for t in node.input}
@@ -121,10 +125,8 @@ def convert(model, network: str):
             sources.append(tensor_name[t])
         name = names.new(node.name or node.output[0])
         tensor_name[node.output[0]] = name
-        call = ", ".join(sources + layer.args)
-        lines.append((name, f"{name} = {layer.kind}({call})"))
-        arrays |= {f"param/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.params.items()}
-        arrays |= {f"state/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.state.items()}
+        rows.append(Row(name, layer.kind, sources, list(layer.args), layer.params, layer.state,
+                        node.name or node.output[0]))
     scores = _scores(g, outputs, tensor_name)
     out_shape = shapes.get(scores[0]) or ["?"]
     classes = out_shape[0]
@@ -135,21 +137,62 @@ def convert(model, network: str):
               f"{max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default='?')}).",
               f"network {network}", "", f"input image : {_shape_text(image_shape)}",
               f"input label : {classes} classes", ""]
-    body = [text for _, text in lines] + [f"loss = softmax_loss({scores[1]}, label)", ""]
-    net = _checked(network, "\n".join(header + body))
-    width = max((len(text) for _, text in lines), default=0)
-    body[:len(lines)] = [f"{text:<{width}}   # {_shape_text(net.graph.nodes[name].shape)}" for name, text in lines]
-    text = "\n".join(header + body)
+    for stacks in ([] if flat else [True, False]):
+        gathered = gather(rows, scores[1], REGISTRY, stacks)
+        if gathered is None:
+            break
+        try:  # a file with blocks that netdsl refuses, or whose names miss the weights', is written plainer
+            return _written(network, header, rows, scores[1], gathered, strict=True)
+        except NetDslError:
+            pass
+    flat_rows = Gathered([], [(r.name, r.text(), r.name) for r in rows], {}, {})
+    return _written(network, header, rows, scores[1], flat_rows, strict=False)
+
+
+def _written(network: str, header: list[str], rows: list[Row], scores: str, gathered: Gathered, strict: bool):
+    """(.net text, checkpoint arrays) of the statements, built by netdsl first (its shapes are the comments)."""
+    arrays = {}
+    for row in rows:
+        name = gathered.renamed.get(row.name, row.name)
+        arrays |= {f"param/{name}.{k}": np.asarray(v, np.float32) for k, v in row.params.items()}
+        arrays |= {f"state/{name}.{k}": np.asarray(v, np.float32) for k, v in row.state.items()}
+    blocks = [line for block in gathered.blocks for line in (*block.splitlines(), "")]
+    statements = [text for _, text, _ in gathered.statements]
+    body = blocks + statements + [f"loss = softmax_loss({gathered.refs.get(scores, scores)}, label)", ""]
+    net = _built(network, "\n".join(header + body)) if strict else _checked(network, "\n".join(header + body))
+    if strict and _weight_shapes(net) != {k: v.shape for k, v in arrays.items()}:
+        raise NetDslError("the layers inside the blocks are not named as their weights")
+    width = max((len(text) for text in statements), default=0)
+    body[len(blocks):len(blocks) + len(statements)] = [
+        f"{text:<{width}}   # {_shape_text(net.graph.nodes[node].shape)}" for _, text, node in gathered.statements]
     arrays |= {"meta/steps": np.int64(0), "meta/lr": np.float64(0.0), "meta/seed": np.int64(0)}
-    return text, arrays
+    return "\n".join(header + body), arrays
+
+
+def _weight_shapes(net) -> dict[str, tuple]:
+    """`param/LAYER.NAME` and `state/LAYER.NAME` -> shape, of every layer of a built network."""
+    from ..graph_ops import ordered_inputs
+    g, shapes = net.graph, {}
+    for node in g:
+        d = g.nodes[node]
+        if not d.is_layer or d.kind not in REGISTRY:
+            continue
+        in_shapes = [tuple(g.nodes[u].shape) for u in ordered_inputs(g, node)]
+        shapes |= {f"param/{node}.{k}": tuple(s) for k, s in d.params.items()}
+        shapes |= {f"state/{node}.{k}": tuple(s) for k, s in REGISTRY[d.kind].state_shapes(d.args, in_shapes).items()}
+    return shapes
+
+
+def _built(network: str, text: str):
+    from ..train.launch import network_from_source
+    return network_from_source(text, f"{network}.net", {})
 
 
 def _checked(network: str, text: str):
     """The written network, built by netdsl itself: its shapes are the comments, and a file
     netdsl would refuse is never written."""
-    from ..train.launch import network_from_source
     try:
-        return network_from_source(text, f"{network}.net", {})
+        return _built(network, text)
     except NetDslError as err:
         raise NetDslError(f"the imported network is not valid netdsl: {err.message}",
                           hint="please report it with the model; the importer should have refused the op") from None
@@ -184,7 +227,8 @@ def _write_both(files: list[tuple[Path, object]]) -> None:
         raise
 
 
-def import_onnx(model_path: str, output: str | None = None, weights: str | None = None) -> tuple[Path, Path]:
+def import_onnx(model_path: str, output: str | None = None, weights: str | None = None,
+                flat: bool = False) -> tuple[Path, Path]:
     try:
         import onnx
     except ImportError:
@@ -200,7 +244,7 @@ def import_onnx(model_path: str, output: str | None = None, weights: str | None 
     ckpt_path = Path(weights) if weights else net_path.with_suffix(".npz")
     network = re.sub(r"[^A-Za-z0-9_]", "_", net_path.stem) or "imported"
     network = "n_" + network if network[0].isdigit() else network
-    text, arrays = convert(model, network)  # everything that can fail, before anything is written
+    text, arrays = convert(model, network, flat)  # everything that can fail, before anything is written
     if net_path.resolve() == ckpt_path.resolve():
         raise NetDslError(f"the network and its weights would both be {net_path}", hint="name another --weights")
     for path in (net_path, ckpt_path):
