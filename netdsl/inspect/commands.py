@@ -43,7 +43,7 @@ def cmd_export(args) -> int:
 
 def cmd_import(args) -> int:
     from .onnx_import import import_onnx
-    net, weights = import_onnx(args.model, args.output, args.weights, loss=not args.no_loss)
+    net, weights = import_onnx(args.model, args.output, args.weights, flat=args.flat, loss=not args.no_loss)
     print(f"wrote {net} and its weights {weights}")
     return 0
 
@@ -143,6 +143,8 @@ def register(sub) -> None:
     c.add_argument("--no-loss", action="store_true",
                    help="write the inference graph as it is (its outputs the network's final tensors, a final "
                         "Softmax kept) instead of a classifier ending in a softmax_loss; any output shape")
+    c.add_argument("--flat", action="store_true",
+                   help="one statement per layer: repeated regions are not gathered into blocks")
     c.set_defaults(fn=cmd_import)
 
     c = sub.add_parser("ablate", help="train every combination of varied settings, then compare them")

@@ -9,7 +9,16 @@ operator (onnx_import_fuse.py). Every other node goes through one small
 function per ONNX op type (OPS), which reads the node's attributes and known
 arrays and returns a Layer: the netdsl kind, its arguments in .net syntax,
 and its weights by parameter name. An op or attribute a function cannot
-express raises Unsupported, which names the node and the op.
+express raises Unsupported, which names the node and the op. The layers
+are then written one statement each, or with their repeated regions as
+blocks (onnx_import_blocks.py; `--flat` keeps one statement per layer).
+
+An ONNX graph holds no loss. By default the import writes a classifier (the
+one output's scores feed a `softmax_loss`, a final Softmax standing for it is
+dropped), so the file trains and tests as it is; `loss=False` (`--no-loss`)
+writes the inference graph as it computes, its outputs the network's final
+tensors (one statement per layer). Which one a final Softmax means cannot be read from the graph, so
+it is the user's choice (docs/onnx-import.md).
 
 A kind computed by one attribute-free ONNX operator plugs in through the
 `onnx_op` of its layer module, which the exporter writes too; any other needs
@@ -20,13 +29,6 @@ The conventions that differ (the inverse of onnx_export's): ONNX LRN divides
 alpha by the window, netdsl does not; netdsl's average pool divides by the
 real elements a window covers (count_include_pad=0), so count_include_pad=1
 is accepted only without padding.
-
-An ONNX graph holds no loss. By default the import writes a classifier (the
-one output's scores feed a `softmax_loss`, a final Softmax standing for it is
-dropped), so the file trains and tests as it is; `loss=False` (`--no-loss`)
-writes the inference graph as it computes, its outputs the network's final
-tensors. Which one a final Softmax means cannot be read from the graph, so
-it is the user's choice (docs/onnx-import.md).
 
 The .net text and the .npz are written to temporary files and renamed, so a
 failure leaves nothing behind.
@@ -41,6 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NetDslError
+from ..layers import REGISTRY
+from .onnx_import_blocks import Gathered, Row, gather
 from .onnx_import_fuse import fuse
 from .onnx_import_graph import Graph, _unsupported, folded
 from .onnx_import_ops import OPS
@@ -82,10 +86,10 @@ def _shape_text(shape) -> str:
     return " x ".join(str(s) for s in shape)
 
 
-def convert(model, network: str, loss: bool = True):
+def convert(model, network: str, flat: bool = False, loss: bool = True):
     """(.net text, checkpoint arrays) of an onnx.ModelProto: a classifier whose class scores
     feed a `softmax_loss` (a final Softmax dropped), or with `loss=False` the inference graph
-    as it is, whose final tensors are the model's outputs."""
+    as it is, whose final tensors are the model's outputs (written flat)."""
     g, kept = folded(model)
     shapes = {name: shape[1:] for name, shape in g.shapes.items()}
     inputs = [i for i in model.graph.input if i.name not in g.consts]
@@ -98,7 +102,7 @@ def convert(model, network: str, loss: bool = True):
                           hint="export with a fixed-size example input")
     names = Names()
     tensor_name = {image: "image"}
-    lines, arrays = [], {}
+    rows: list[Row] = []
     outputs = [o.name for o in model.graph.output]
     nodes = fuse(g, kept, outputs)
     read = {g.name(t) for node in nodes for t in node.input}
@@ -121,36 +125,74 @@ def convert(model, network: str, loss: bool = True):
             sources.append(tensor_name[t])
         name = names.new(node.name or node.output[0])
         tensor_name[node.output[0]] = name
-        call = ", ".join(sources + layer.args)
-        lines.append((name, f"{name} = {layer.kind}({call})"))
-        arrays |= {f"param/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.params.items()}
-        arrays |= {f"state/{name}.{k}": np.asarray(v, np.float32) for k, v in layer.state.items()}
+        rows.append(Row(name, layer.kind, sources, list(layer.args), layer.params, layer.state,
+                        node.name or node.output[0]))
     header = [f"# Imported from ONNX ({model.producer_name or 'unknown producer'}, opset "
               f"{max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default='?')}).",
               f"network {network}", "", f"input image : {_shape_text(image_shape)}"]
-    body = [text for _, text in lines]
-    if loss:
-        scores = _scores(g, outputs, tensor_name)
-        header.append(f"input label : {_classes(scores[0], shapes)} classes")
-        body.append(f"loss = softmax_loss({scores[1]}, label)")
-    else:  # every output is a layer's; the final ones are the network's outputs
+    flat_rows = Gathered([], [(r.name, r.text(), r.name) for r in rows], {}, {})
+    if not loss:  # every output is a layer's; the final ones are the network's outputs
         _outputs_known(g, outputs, tensor_name)
-    header.append("")
-    body.append("")
-    net = _checked(network, "\n".join(header + body))
-    width = max((len(text) for _, text in lines), default=0)
-    body[:len(lines)] = [f"{text:<{width}}   # {_shape_text(net.graph.nodes[name].shape)}" for name, text in lines]
-    text = "\n".join(header + body)
+        return _written(network, header + [""], rows, None, flat_rows, strict=False)
+    scores = _scores(g, outputs, tensor_name)
+    header += [f"input label : {_classes(scores[0], shapes)} classes", ""]
+    for stacks in ([] if flat else [True, False]):
+        gathered = gather(rows, scores[1], REGISTRY, stacks)
+        if gathered is None:
+            break
+        try:  # a file with blocks that netdsl refuses, or whose names miss the weights', is written plainer
+            return _written(network, header, rows, scores[1], gathered, strict=True)
+        except NetDslError:
+            pass
+    return _written(network, header, rows, scores[1], flat_rows, strict=False)
+
+
+def _written(network: str, header: list[str], rows: list[Row], scores: str | None, gathered: Gathered, strict: bool):
+    """(.net text, checkpoint arrays) of the statements, built by netdsl first (its shapes are the comments);
+    `scores` feed the loss, none without one."""
+    arrays = {}
+    for row in rows:
+        name = gathered.renamed.get(row.name, row.name)
+        arrays |= {f"param/{name}.{k}": np.asarray(v, np.float32) for k, v in row.params.items()}
+        arrays |= {f"state/{name}.{k}": np.asarray(v, np.float32) for k, v in row.state.items()}
+    blocks = [line for block in gathered.blocks for line in (*block.splitlines(), "")]
+    statements = [text for _, text, _ in gathered.statements]
+    loss = [f"loss = softmax_loss({gathered.refs.get(scores, scores)}, label)"] if scores else []
+    body = blocks + statements + loss + [""]
+    net = _built(network, "\n".join(header + body)) if strict else _checked(network, "\n".join(header + body))
+    if strict and _weight_shapes(net) != {k: v.shape for k, v in arrays.items()}:
+        raise NetDslError("the layers inside the blocks are not named as their weights")
+    width = max((len(text) for text in statements), default=0)
+    body[len(blocks):len(blocks) + len(statements)] = [
+        f"{text:<{width}}   # {_shape_text(net.graph.nodes[node].shape)}" for _, text, node in gathered.statements]
     arrays |= {"meta/steps": np.int64(0), "meta/lr": np.float64(0.0), "meta/seed": np.int64(0)}
-    return text, arrays
+    return "\n".join(header + body), arrays
+
+
+def _weight_shapes(net) -> dict[str, tuple]:
+    """`param/LAYER.NAME` and `state/LAYER.NAME` -> shape, of every layer of a built network."""
+    from ..graph_ops import ordered_inputs
+    g, shapes = net.graph, {}
+    for node in g:
+        d = g.nodes[node]
+        if not d.is_layer or d.kind not in REGISTRY:
+            continue
+        in_shapes = [tuple(g.nodes[u].shape) for u in ordered_inputs(g, node)]
+        shapes |= {f"param/{node}.{k}": tuple(s) for k, s in d.params.items()}
+        shapes |= {f"state/{node}.{k}": tuple(s) for k, s in REGISTRY[d.kind].state_shapes(d.args, in_shapes).items()}
+    return shapes
+
+
+def _built(network: str, text: str):
+    from ..train.launch import network_from_source
+    return network_from_source(text, f"{network}.net", {})
 
 
 def _checked(network: str, text: str):
     """The written network, built by netdsl itself: its shapes are the comments, and a file
     netdsl would refuse is never written."""
-    from ..train.launch import network_from_source
     try:
-        return network_from_source(text, f"{network}.net", {})
+        return _built(network, text)
     except NetDslError as err:
         raise NetDslError(f"the imported network is not valid netdsl: {err.message}",
                           hint="please report it with the model; the importer should have refused the op") from None
@@ -205,7 +247,7 @@ def _write_both(files: list[tuple[Path, object]]) -> None:
 
 
 def import_onnx(model_path: str, output: str | None = None, weights: str | None = None,
-                loss: bool = True) -> tuple[Path, Path]:
+                flat: bool = False, loss: bool = True) -> tuple[Path, Path]:
     try:
         import onnx
     except ImportError:
@@ -221,7 +263,7 @@ def import_onnx(model_path: str, output: str | None = None, weights: str | None 
     ckpt_path = Path(weights) if weights else net_path.with_suffix(".npz")
     network = re.sub(r"[^A-Za-z0-9_]", "_", net_path.stem) or "imported"
     network = "n_" + network if network[0].isdigit() else network
-    text, arrays = convert(model, network, loss)  # everything that can fail, before anything is written
+    text, arrays = convert(model, network, flat, loss)  # everything that can fail, before anything is written
     if net_path.resolve() == ckpt_path.resolve():
         raise NetDslError(f"the network and its weights would both be {net_path}", hint="name another --weights")
     for path in (net_path, ckpt_path):

@@ -3,6 +3,7 @@ by torch.onnx.export) become .net files whose logits, with the imported
 checkpoint on the reference executor, match the source's (relative 1e-5)."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -42,6 +43,20 @@ def param_count(net) -> int:
     return sum(int(np.prod(s)) for n in g if g.nodes[n].is_layer for s in g.nodes[n].params.values())
 
 
+def block_uses(text: str) -> dict[str, int]:
+    """Each block the text defines -> how many times its statements use it (`* N` counts N)."""
+    uses = dict.fromkeys(re.findall(r"^block (\w+)\(", text, re.M), 0)
+    for kind, times in re.findall(r"^\w+ = (\w+)\(.*?\)(?: \* (\d+))?\s*(?:#.*)?$", text, re.M):
+        if kind in uses:
+            uses[kind] += int(times or 1)
+    return uses
+
+
+# the blocks each example's import is written with: its repeated units (chains and towers stay flat)
+BLOCK_USES = {"resnet20-cifar": {"basic": 7, "down": 2}, "se_resnet": {"basic": 7, "down": 2},
+              "mobilenet_v2": {"residual": 10}, "resnet18": {"basic": 5, "down": 3},
+              "resnet50": {"down": 4, "bottleneck": 12}, "googlenet": {"inception": 9}}
+
 BIG = ["alexnet", "alexnet-1gpu", "alexnet-groups", "zfnet", "resnet18", "vgg16", "resnet50", "googlenet"]
 
 
@@ -61,6 +76,7 @@ def test_export_then_import_round_trip(tmp_path, name):
     onnx.save(onnx_model(net.graph, params), tmp_path / "m.onnx")
     imported, _, logits = imported_logits(tmp_path, tmp_path / "m.onnx", images)
     assert main(["info", str(tmp_path / "imported.net")]) == 0
+    assert block_uses((tmp_path / "imported.net").read_text()) == BLOCK_USES.get(name, {})
     assert param_count(imported) == param_count(net)
     assert rel_err(logits, expected) <= RTOL
 
