@@ -31,7 +31,10 @@ def test_writes_kernels_plan_and_memory(compiled):
     c, cu = (out / "kernels.c").read_text(), (out / "kernels.cu").read_text()
     # kernels are named by what they compute, never by a layer: shared bodies, safe identifiers
     assert "void conv_3x32x32_to_32x32x32_forward_images(" in c
-    assert "conv_3x32x32_to_32x32x32_im2col(" in cu and "__global__" in cu and "__global__" not in c
+    # cuda's default precision is tf32: convolutions are implicit GEMMs on tensor cores, so the
+    # layer's own kernels are the weight flip and the regrouping, and there is no im2col
+    assert "conv_3x32x32_to_32x32x32_flip_weights(" in cu and "__global__" in cu and "__global__" not in c
+    assert "netdsl_tf32gemm_nn_64x128_conv_3_32_32_5_5_1_1_2_2_1_1_32_32" in cu and "_im2col(" not in cu
     assert "conv1" not in "".join(line for line in c.splitlines() if line.startswith("void "))
     for target in ("c", "cuda"):
         plan = json.loads((out / f"plan.{target}.json").read_text())
@@ -57,7 +60,8 @@ def test_register_table(compiled):
     assert (out / "kernels.sm_80.cubin").stat().st_size > 0 and (out / "kernels.sm_90.cubin").stat().st_size > 0
     header = next(line for line in printed.splitlines() if line.startswith("kernel "))
     assert "sm_80 regs" in header and "sm_90 regs" in header
-    row = next(line for line in printed.splitlines() if line.startswith("conv_3x32x32_to_32x32x32_im2col "))
+    row = next(line for line in printed.splitlines()
+               if line.startswith("netdsl_tf32gemm_nn_64x128_conv_3_32_32_5_5_1_1_2_2_1_1_32_32 "))
     assert all(cell.isdigit() for cell in row.split()[1:])
 
 

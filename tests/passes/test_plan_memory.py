@@ -53,9 +53,18 @@ def test_alexnet_arenas_reuse_memory(alexnet):
         assert arena.nbytes < 0.95 * arena.sum_bytes, f"{device}: little reuse"
         # best fit lands close to the bound no placement can beat
         assert arena.nbytes < 1.1 * arena.live_peak_bytes
-    # conv1's im2col columns (363 x 128*55*55 floats) are the largest single tensor
-    cols = alexnet.tensors[TensorRef("conv1.conv@gpu0", "scratch", "cols")]
+    # under tf32 (cuda's default) convolutions are implicit GEMMs: no column buffer at all
+    assert not [r for r in alexnet.tensors if r.index == "cols"]
+
+
+def test_fp32_cuda_keeps_im2col_columns():
+    """The SIMT path still lowers convolutions through columns; conv1's
+    (363 x 128*55*55 floats) are the largest single tensor of the step."""
+    plan = plan_step(graph("alexnet.net"), 128, "cuda", precision="fp32")
+    check_arenas(plan)
+    cols = plan.tensors[TensorRef("conv1.conv@gpu0", "scratch", "cols")]
     assert cols.nbytes == 363 * 128 * 55 * 55 * 4
+    assert cols.nbytes == max(t.nbytes for t in plan.tensors.values())
 
 
 def test_lifetimes_follow_what_backward_reads(alexnet):

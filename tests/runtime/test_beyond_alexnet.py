@@ -132,8 +132,11 @@ def test_nin_example_matches_a_torch_twin():
 
 
 def test_softmax_loss_after_a_map_asks_for_flatten():
-    text = NORMALISED.replace("scores = fc(c1, 4)", "scores = conv(c1, 4, size=2)")
-    with pytest.raises(NetDslError, match="4x1x1") as caught:
+    """C x 1 x 1 scores are class scores, as after torch's flatten; a wider map is not."""
+    one_by_one = NORMALISED.replace("scores = fc(c1, 4)", "scores = conv(c1, 4, size=2)")
+    assert compile_graph(text=one_by_one).nodes["scores"].shape == (4, 1, 1)
+    text = NORMALISED.replace("scores = fc(c1, 4)", "scores = conv(c1, 4, size=1)")
+    with pytest.raises(NetDslError, match="4x2x2") as caught:
         compile_graph(text=text)
     assert "-> flatten" in str(caught.value)
 
