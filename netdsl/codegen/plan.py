@@ -127,6 +127,13 @@ class GemmVariant:
     # input images, read through im2col addressing in the tile loader. The geometry is
     # (channels, height, width, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w); () for a plain product.
     conv: tuple = ()
+    # NCHW epilogue (tensor-core variants only): C's element (r, j) of batch item z is written to
+    # c[z * stride_c + (j / pixels) * image_stride + r * pixels + j % pixels], C's columns being
+    # (image, pixel) pairs and its rows channels, so a convolution's product lands in its output's
+    # layout with no regrouping pass; with `bias`, bias[z * m + r] is added. (pixels, image_stride)
+    # or () for a row-major C.
+    scatter: tuple = ()
+    bias: bool = False
 
     @property
     def threads(self) -> int:

@@ -183,10 +183,12 @@ class Declarations:
         return self.target.implicit_conv(self.precision)
 
     def gemm(self, purpose, a, b, c, m, n, k, lda, ldb, ldc, trans_a=False, trans_b=False, batch=1,
-             stride_a=0, stride_b=0, stride_c=0, alpha=1.0, beta=0.0, tile=None, conv=()):
+             stride_a=0, stride_b=0, stride_c=0, alpha=1.0, beta=0.0, tile=None, conv=(), scatter=(), bias=None):
         """A matrix-product call; `tile` forces a CUDA tile (tests), else the target picks.
         With `conv` (see GemmVariant.conv), `b` is the images and B their virtual im2col column
-        matrix (ld = ldb), op(B) = B^T with trans_b; stride_b steps through that matrix."""
+        matrix (ld = ldb), op(B) = B^T with trans_b; stride_b steps through that matrix.
+        With `scatter` = (pixels, image_stride) C is written in NCHW order (GemmVariant.scatter;
+        ldc is then unused), plus `bias` (m entries per batch item) where given."""
         where = f"{self.node}: {purpose}"
         _check_extent(where, a, k if trans_a else m, m if trans_a else k, lda, batch, stride_a)
         if conv:  # B is virtual: the loader reads only inside the images
@@ -195,9 +197,14 @@ class Declarations:
             _check_images(where, b, conv, n if trans_b else k, k if trans_b else n, ldb, batch, stride_b)
         else:
             _check_extent(where, b, n if trans_b else k, k if trans_b else n, ldb, batch, stride_b)
-        _check_extent(where, c, m, n, ldc, batch, stride_c)
+        if scatter:
+            _check_scatter(where, c, m, n, scatter, batch, stride_c)
+        else:
+            _check_extent(where, c, m, n, ldc, batch, stride_c)
+        if bias is not None and bias.size < batch * m:
+            raise ValueError(f"{where}: {bias.name} has {bias.size} elements, not {batch} x {m}")
         variant, launch = self.target.gemm(trans_a, trans_b, m, n, batch, tile, precision=self.precision, k=k,
-                                           conv=tuple(conv))
+                                           conv=tuple(conv), scatter=tuple(scatter), bias=bias is not None)
         if variant not in self.gemms:
             self.gemms.append(variant)
 
@@ -210,6 +217,8 @@ class Declarations:
                 b.read.renamed("b"), number("ldb", ldb), number("stride_b", stride_b),
                 number("beta", float(beta), "float"),
                 c.write.renamed("c"), number("ldc", ldc), number("stride_c", stride_c))
+        if bias is not None:
+            args += (bias.read.renamed("bias"),)
         return self._kernel(variant.name, args, launch, "gemm", purpose)
 
 
@@ -218,6 +227,18 @@ def _check_extent(where, tensor: Tensor, rows, cols, ld, batch, stride) -> None:
     if min(rows, cols, batch) < 1 or ld < cols:
         raise ValueError(f"{where}: {tensor.name} is {rows} x {cols} with leading dimension {ld}")
     last = (batch - 1) * stride + (rows - 1) * ld + cols - 1
+    if last >= tensor.size:
+        raise ValueError(f"{where}: {tensor.name} has {tensor.size} elements, the product reaches {last}")
+
+
+def _check_scatter(where, tensor: Tensor, rows, cols, scatter, batch, stride) -> None:
+    """The NCHW epilogue's reach: column j of row r lands at (j / pixels) * image_stride + r * pixels
+    + j % pixels past item z's start z * stride, so the last element written is the last column's."""
+    pixels, image_stride = scatter
+    if min(rows, cols, batch) < 1 or rows * pixels > image_stride or cols % pixels:
+        raise ValueError(f"{where}: {rows} x {cols} is not whole images of {pixels} pixels "
+                         f"{image_stride} apart")
+    last = (batch - 1) * stride + (cols // pixels - 1) * image_stride + rows * pixels - 1
     if last >= tensor.size:
         raise ValueError(f"{where}: {tensor.name} has {tensor.size} elements, the product reaches {last}")
 

@@ -57,8 +57,9 @@ class Target:
 
     def gemm(self, trans_a: bool, trans_b: bool, m: int, n: int, batch: int,
              tile: tuple[int, int] | None = None, precision: str = "fp32", k: int = 0,
-             conv: tuple = ()) -> tuple[GemmVariant, Launch]:
-        """`conv`: an implicit-GEMM convolution's geometry (GemmVariant.conv), only where implicit_conv holds."""
+             conv: tuple = (), scatter: tuple = (), bias: bool = False) -> tuple[GemmVariant, Launch]:
+        """`conv`: an implicit-GEMM convolution's geometry (GemmVariant.conv), only where implicit_conv holds;
+        `scatter` and `bias`: the NCHW epilogue (GemmVariant.scatter), tensor-core products only."""
         raise NotImplementedError
 
     def implicit_conv(self, precision: str) -> bool:
@@ -74,9 +75,9 @@ class CTarget(Target):
     def rows_launch(self, rows, cols):
         return Launch()
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=()):
-        if conv:
-            raise ValueError("the C target has no implicit-GEMM convolution")
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=(), scatter=(), bias=False):
+        if conv or scatter or bias:
+            raise ValueError("the C target has no implicit-GEMM convolution or NCHW epilogue")
         name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}"
         return GemmVariant(name, trans_a, trans_b), Launch()
 
@@ -98,9 +99,11 @@ class CudaTarget(Target):
             threads *= 2
         return Launch((max(1, min(rows, MAX_BLOCKS)), 1, 1), (threads, 1, 1))
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=()):
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=(), scatter=(), bias=False):
         if conv and (precision not in IMPLICIT_PRECISIONS or trans_a):
             raise ValueError(f"an implicit-GEMM convolution is a {IMPLICIT_PRECISIONS} product with A untransposed")
+        if (scatter or bias) and precision not in IMPLICIT_PRECISIONS:
+            raise ValueError(f"the NCHW epilogue and its bias are in the {IMPLICIT_PRECISIONS} products only")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown matrix-product precision {precision!r}; one of {PRECISIONS}")
         tiles = GEMM_TILES if precision == "fp32" else tuple(MMA_TILES)
@@ -122,8 +125,10 @@ class CudaTarget(Target):
             name = f"netdsl_{precision}gemm_{transposes}_{tile_m}x{tile_n}"
             if conv:  # the geometry is compiled in, so each geometry is a routine of its own
                 name += "_conv_" + "_".join(map(str, conv))
+            if scatter:  # so are the output layout's pixel count and image stride
+                name += "_nchw_" + "_".join(map(str, scatter)) + ("_bias" if bias else "")
             variant = GemmVariant(name, trans_a, trans_b, tile_m, tile_n, precision, warps_m, warps_n, depth,
-                                  stages, tuple(conv))
+                                  stages, tuple(conv), tuple(scatter), bias)
         if batch > MAX_BLOCKS or -(-m // tile_m) > MAX_BLOCKS:
             raise ValueError(f"matrix product too large for one launch: {m} rows, batch {batch}")
         return variant, Launch((-(-n // tile_n), -(-m // tile_m), batch), (variant.threads, 1, 1))

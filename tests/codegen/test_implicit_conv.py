@@ -7,7 +7,8 @@ shrunk), 5x5 pad 2, 3x3 pad 1, grouped, unpadded 1x1 and 3x3 stride 2, dilated,
 rectangular, and sizes that fill no tile. The weight gradient reads the images the
 same way (B transposed), in split-K slices where the chooser cuts k; at stride 1 the
 data gradient is the forward product of the output gradient with flipped weights,
-so no column buffer is planned at all. fp32 keeps the explicit columns (the
+so no column buffer is planned at all, and both products write NCHW through their
+epilogue (the forward one adding the bias), so nothing is regrouped. fp32 keeps the explicit columns (the
 chooser's rule, docs/gpu.md) and is checked too."""
 from __future__ import annotations
 
@@ -107,6 +108,10 @@ def test_implicit_conv(emulated, case, precision, order):
     assert ("im2col" not in kernels) == implicit, kernels
     assert ("col2im" not in kernels) == (implicit and unit_stride), kernels
     assert ("cols" not in source.buffers) == (implicit and unit_stride), sorted(source.buffers)
+    # the tensor-core products write y (with its bias) and dx in NCHW order themselves
+    assert ("regroup_output" not in kernels) == implicit and "regroup_dx" not in kernels, kernels
+    epilogues = {k.purpose for k in source.kernels if "_nchw_" in k.name}
+    assert epilogues == ({"forward_product"} | ({"data_grad"} if unit_stride else set()) if implicit else set())
     products = {k.purpose: k.name for k in source.kernels if k.shape == "gemm"}
     implicit_products = {"forward_product", "weight_grad"} | ({"data_grad"} if unit_stride else set())
     assert {p for p, name in products.items() if "_conv_" in name} == (implicit_products if implicit else set())

@@ -13,6 +13,8 @@ from netdsl.cli import main
 from netdsl.codegen import nvcc
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# conv1's forward product: 3 x 32 x 32 images, 5 x 5 pad 2, written as 32 x 32 x 32 NCHW plus bias
+CONV1_PRODUCT = "netdsl_tf32gemm_nn_64x128_conv_3_32_32_5_5_1_1_2_2_1_1_32_32_nchw_1024_32768_bias"
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +33,10 @@ def test_writes_kernels_plan_and_memory(compiled):
     c, cu = (out / "kernels.c").read_text(), (out / "kernels.cu").read_text()
     # kernels are named by what they compute, never by a layer: shared bodies, safe identifiers
     assert "void conv_3x32x32_to_32x32x32_forward_images(" in c
-    # cuda's default precision is tf32: convolutions are implicit GEMMs on tensor cores, so the
-    # layer's own kernels are the weight flip and the regrouping, and there is no im2col
+    # cuda's default precision is tf32: convolutions are implicit GEMMs on tensor cores writing
+    # NCHW with the bias added, so there is no im2col and no regrouping of the output
     assert "conv_3x32x32_to_32x32x32_flip_weights(" in cu and "__global__" in cu and "__global__" not in c
-    assert "netdsl_tf32gemm_nn_64x128_conv_3_32_32_5_5_1_1_2_2_1_1_32_32" in cu and "_im2col(" not in cu
+    assert f"{CONV1_PRODUCT}(" in cu and "_im2col(" not in cu and "_regroup_output(" not in cu
     assert "conv1" not in "".join(line for line in c.splitlines() if line.startswith("void "))
     for target in ("c", "cuda"):
         plan = json.loads((out / f"plan.{target}.json").read_text())
@@ -61,7 +63,7 @@ def test_register_table(compiled):
     header = next(line for line in printed.splitlines() if line.startswith("kernel "))
     assert "sm_80 regs" in header and "sm_90 regs" in header
     row = next(line for line in printed.splitlines()
-               if line.startswith("netdsl_tf32gemm_nn_64x128_conv_3_32_32_5_5_1_1_2_2_1_1_32_32 "))
+               if line.startswith(CONV1_PRODUCT + " "))
     assert all(cell.isdigit() for cell in row.split()[1:])
 
 
