@@ -130,10 +130,14 @@ class GemmVariant:
     # NCHW epilogue (tensor-core variants only): C's element (r, j) of batch item z is written to
     # c[z * stride_c + (j / pixels) * image_stride + r * pixels + j % pixels], C's columns being
     # (image, pixel) pairs and its rows channels, so a convolution's product lands in its output's
-    # layout with no regrouping pass; with `bias`, bias[z * m + r] is added. (pixels, image_stride)
-    # or () for a row-major C.
+    # layout with no regrouping pass. (pixels, image_stride) or () for a row-major C.
     scatter: tuple = ()
+    # A bias added as C is written: one per channel, so per row of an NCHW C (bias[z * m + r]) and
+    # per column of a row-major one (bias[z * n + j], a fully connected layer's outputs).
     bias: bool = False
+    # An activation applied last ("relu", or "" for none): the layer's output is then the
+    # activation's (netdsl/passes/epilogues.py).
+    activation: str = ""
 
     @property
     def threads(self) -> int:

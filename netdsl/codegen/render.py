@@ -182,13 +182,19 @@ class Declarations:
         """Whether this target and precision run a convolution's forward product as an implicit GEMM."""
         return self.target.implicit_conv(self.precision)
 
+    def product_epilogue(self) -> bool:
+        """Whether this target and precision's products add a bias and apply an activation as they write."""
+        return self.target.product_epilogue(self.precision)
+
     def gemm(self, purpose, a, b, c, m, n, k, lda, ldb, ldc, trans_a=False, trans_b=False, batch=1,
-             stride_a=0, stride_b=0, stride_c=0, alpha=1.0, beta=0.0, tile=None, conv=(), scatter=(), bias=None):
+             stride_a=0, stride_b=0, stride_c=0, alpha=1.0, beta=0.0, tile=None, conv=(), scatter=(), bias=None,
+             activation=""):
         """A matrix-product call; `tile` forces a CUDA tile (tests), else the target picks.
         With `conv` (see GemmVariant.conv), `b` is the images and B their virtual im2col column
         matrix (ld = ldb), op(B) = B^T with trans_b; stride_b steps through that matrix.
         With `scatter` = (pixels, image_stride) C is written in NCHW order (GemmVariant.scatter;
-        ldc is then unused), plus `bias` (m entries per batch item) where given."""
+        ldc is then unused). `bias` (a channel's: m entries per batch item in NCHW, else n) and
+        `activation` are applied as C is written (GemmVariant.bias)."""
         where = f"{self.node}: {purpose}"
         _check_extent(where, a, k if trans_a else m, m if trans_a else k, lda, batch, stride_a)
         if conv:  # B is virtual: the loader reads only inside the images
@@ -201,10 +207,12 @@ class Declarations:
             _check_scatter(where, c, m, n, scatter, batch, stride_c)
         else:
             _check_extent(where, c, m, n, ldc, batch, stride_c)
-        if bias is not None and bias.size < batch * m:
-            raise ValueError(f"{where}: {bias.name} has {bias.size} elements, not {batch} x {m}")
+        channels = m if scatter else n  # the bias's axis (GemmVariant.bias)
+        if bias is not None and bias.size < batch * channels:
+            raise ValueError(f"{where}: {bias.name} has {bias.size} elements, not {batch} x {channels}")
         variant, launch = self.target.gemm(trans_a, trans_b, m, n, batch, tile, precision=self.precision, k=k,
-                                           conv=tuple(conv), scatter=tuple(scatter), bias=bias is not None)
+                                           conv=tuple(conv), scatter=tuple(scatter), bias=bias is not None,
+                                           activation=activation)
         if variant not in self.gemms:
             self.gemms.append(variant)
 
@@ -270,8 +278,10 @@ def complete_args(kind: str, args: dict) -> dict:
 
 
 def render_layer(kind: str, node: str, source_line: int, args: dict, in_shapes, out_shape, batch: int,
-                 target: str, precision: str = "fp32") -> KernelSource:
-    """Kernels of one layer instance (`node`, written at `source_line`) at a fixed batch size."""
+                 target: str, precision: str = "fp32", activation: str = "") -> KernelSource:
+    """Kernels of one layer instance (`node`, written at `source_line`) at a fixed batch size.
+    `activation`: applied to the output in a matrix product's epilogue (netdsl/passes/epilogues.py),
+    so the output is the activation's; a layer whose template offers no such epilogue is an error."""
     layer = REGISTRY[kind]
     tgt = TARGETS[target]
     a = complete_args(kind, args)
@@ -288,12 +298,15 @@ def render_layer(kind: str, node: str, source_line: int, args: dict, in_shapes, 
         "dialect": tgt.dialect, "layer": layer, "a": SimpleNamespace(**a), "args": a, "batch": batch,
         "ins": ins, "out": out, "params": SimpleNamespace(**params),
         "flat": declare.flat, "rows": declare.rows, "gemm": declare.gemm,
-        "implicit_conv": declare.implicit_conv,
+        "implicit_conv": declare.implicit_conv, "product_epilogue": declare.product_epilogue,
+        "epilogue_activation": activation,
         "saved": declare.saved, "scratch": declare.scratch, "state": declare.state, "scalar": declare.scalar,
     })
     source = KernelSource(target, node, kind, str(module), tuple(module.forward), tuple(module.backward),
                           tuple(declare.gemms), module)
     source.buffers  # noqa: B018 -- raises now if two kernels disagree on a buffer
+    if activation and not any(v.activation == activation for v in source.gemms):
+        raise ValueError(f"{node}: the {kind} kernels for {target} {precision} apply no {activation} epilogue")
     return source
 
 

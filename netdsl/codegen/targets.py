@@ -57,14 +57,21 @@ class Target:
 
     def gemm(self, trans_a: bool, trans_b: bool, m: int, n: int, batch: int,
              tile: tuple[int, int] | None = None, precision: str = "fp32", k: int = 0,
-             conv: tuple = (), scatter: tuple = (), bias: bool = False) -> tuple[GemmVariant, Launch]:
+             conv: tuple = (), scatter: tuple = (), bias: bool = False,
+             activation: str = "") -> tuple[GemmVariant, Launch]:
         """`conv`: an implicit-GEMM convolution's geometry (GemmVariant.conv), only where implicit_conv holds;
-        `scatter` and `bias`: the NCHW epilogue (GemmVariant.scatter), tensor-core products only."""
+        `scatter`: the NCHW epilogue (GemmVariant.scatter); `bias` and `activation`: added and applied
+        as C is written (GemmVariant.bias); these three where product_epilogue holds."""
         raise NotImplementedError
 
     def implicit_conv(self, precision: str) -> bool:
         """Whether a convolution's forward product reads the images directly (implicit GEMM)
         instead of an im2col column buffer."""
+        return False
+
+    def product_epilogue(self, precision: str) -> bool:
+        """Whether a matrix product can add a bias and apply an activation as it writes C
+        (GemmVariant.bias, .activation), so a layer needs no bias or activation pass of its own."""
         return False
 
 
@@ -75,8 +82,9 @@ class CTarget(Target):
     def rows_launch(self, rows, cols):
         return Launch()
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=(), scatter=(), bias=False):
-        if conv or scatter or bias:
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=(), scatter=(), bias=False,
+             activation=""):
+        if conv or scatter or bias or activation:
             raise ValueError("the C target has no implicit-GEMM convolution or NCHW epilogue")
         name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}"
         return GemmVariant(name, trans_a, trans_b), Launch()
@@ -89,6 +97,9 @@ class CudaTarget(Target):
         # fp32 SIMT product keeps its explicit columns.
         return precision in IMPLICIT_PRECISIONS
 
+    def product_epilogue(self, precision):
+        return precision in IMPLICIT_PRECISIONS  # the tensor-core kernel's epilogue (_gemm_mma.j2)
+
     def flat_launch(self, n):
         return Launch((_blocks(n, FLAT_THREADS), 1, 1), (FLAT_THREADS, 1, 1))
 
@@ -99,11 +110,13 @@ class CudaTarget(Target):
             threads *= 2
         return Launch((max(1, min(rows, MAX_BLOCKS)), 1, 1), (threads, 1, 1))
 
-    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=(), scatter=(), bias=False):
+    def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=(), scatter=(), bias=False,
+             activation=""):
         if conv and (precision not in IMPLICIT_PRECISIONS or trans_a):
             raise ValueError(f"an implicit-GEMM convolution is a {IMPLICIT_PRECISIONS} product with A untransposed")
-        if (scatter or bias) and precision not in IMPLICIT_PRECISIONS:
-            raise ValueError(f"the NCHW epilogue and its bias are in the {IMPLICIT_PRECISIONS} products only")
+        if (scatter or bias or activation) and not self.product_epilogue(precision):
+            raise ValueError(f"the NCHW epilogue, a bias and an activation are in the {IMPLICIT_PRECISIONS} "
+                             "products only")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown matrix-product precision {precision!r}; one of {PRECISIONS}")
         tiles = GEMM_TILES if precision == "fp32" else tuple(MMA_TILES)
@@ -126,9 +139,10 @@ class CudaTarget(Target):
             if conv:  # the geometry is compiled in, so each geometry is a routine of its own
                 name += "_conv_" + "_".join(map(str, conv))
             if scatter:  # so are the output layout's pixel count and image stride
-                name += "_nchw_" + "_".join(map(str, scatter)) + ("_bias" if bias else "")
+                name += "_nchw_" + "_".join(map(str, scatter))
+            name += ("_bias" if bias else "") + (f"_{activation}" if activation else "")
             variant = GemmVariant(name, trans_a, trans_b, tile_m, tile_n, precision, warps_m, warps_n, depth,
-                                  stages, tuple(conv), tuple(scatter), bias)
+                                  stages, tuple(conv), tuple(scatter), bias, activation)
         if batch > MAX_BLOCKS or -(-m // tile_m) > MAX_BLOCKS:
             raise ValueError(f"matrix product too large for one launch: {m} rows, batch {batch}")
         return variant, Launch((-(-n // tile_n), -(-m // tile_m), batch), (variant.threads, 1, 1))

@@ -130,6 +130,9 @@ class Layer:
     #   "transfer":    copies a tensor between devices (identity on values)
     #   "random":      draws random numbers in training (needs a seed stream)
     traits: frozenset[str] = frozenset()
+    # Activation kinds this layer's cuda template can apply in its matrix product's epilogue;
+    # netdsl/passes/epilogues.py fuses such an activation where the graph allows.
+    epilogue_activations: frozenset[str] = frozenset()
     examples: tuple[Example, ...] = ()
 
     # ---- shapes and counts -------------------------------------------------

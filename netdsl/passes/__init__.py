@@ -49,14 +49,15 @@ def pass_names() -> list[str]:
 
 def plan_step(g: nx.DiGraph, batch: int, target: str, placement: Callable[[str], str] = lambda device: device,
               reuse: bool = True, after: Callable[[str, Plan], None] | None = None,
-              precision: str | None = None) -> Plan:
+              precision: str | None = None, fuse: bool = True) -> Plan:
     """The training step of a training graph at `batch` for `target` ("c" or "cuda"), with
     logical devices placed by `placement` and matrix products in `precision`; `reuse=False`
-    gives every tensor its own bytes. `precision` defaults to the train block's, resolved for
-    the target (netdsl/precision.py)."""
+    gives every tensor its own bytes, `fuse=False` keeps every layer's output (no activation in
+    a product's epilogue). `precision` defaults to the train block's, resolved for the target
+    (netdsl/precision.py)."""
     from .. import precision as precisions
     precision = precisions.resolve(precision or precisions.requested(g), target)
-    plan = lower(g, batch, target, placement, precision)
+    plan = lower(g, batch, target, placement, precision, fuse)
     if after is not None:
         after("lower", plan)
     for name, fn in PLAN_PASSES:

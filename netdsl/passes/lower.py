@@ -14,7 +14,8 @@ pass alone, and its final tensors are what the host reads.
 Every node of the graph becomes steps, in topological order:
 
     layer      its forward kernels; a transfer is a Copy between physical devices,
-               or an alias (the reader reads the producer's tensor) within one
+               or an alias (the reader reads the producer's tensor) within one; an
+               activation its producer's epilogue applies (epilogues.py) is an alias too
     backward   its backward kernels, reading the layer's inputs and output and the
                gradient of its output; writing the gradient of each input, or the
                part of it this consumer sends where the input fans out
@@ -38,22 +39,29 @@ from typing import Callable
 
 import networkx as nx
 
-from ..codegen import Kernel, KernelSource, render_layer
+from ..codegen import TARGETS, Kernel, KernelSource, render_layer
 from ..codegen.training import render_gradsum, render_update, render_watch
 from ..graph_ops import is_transfer, loss_weights, output_nodes, ordered_inputs, topological
 from ..nodes import Role
 from ..step import Call, Copy, Plan, TensorInfo, TensorRef
+from .epilogues import activation_epilogues
 
 
 def lower(g: nx.DiGraph, batch: int, target: str,
-          placement: Callable[[str], str] = lambda device: device, precision: str = "fp32") -> Plan:
-    return _Lowering(g, batch, target, placement, precision).plan()
+          placement: Callable[[str], str] = lambda device: device, precision: str = "fp32",
+          fuse: bool = True) -> Plan:
+    """`fuse=False` keeps every layer's output apart: no activation runs in a product's epilogue."""
+    return _Lowering(g, batch, target, placement, precision, fuse).plan()
 
 
 class _Lowering:
-    def __init__(self, g, batch, target, placement, precision):
+    def __init__(self, g, batch, target, placement, precision, fuse):
         self.g, self.batch, self.target, self.placement = g, batch, target, placement
         self.precision = precision  # of every matrix product (precision.py decides it)
+        # layer -> the activation its product's epilogue applies, and back (epilogues.py)
+        fuse = fuse and TARGETS[target].product_epilogue(precision)
+        self.epilogues = activation_epilogues(g, placement) if fuse else {}
+        self.fused_into = {act: layer for layer, act in self.epilogues.items()}
         self.bodies: dict[tuple, KernelSource] = {}  # what a body computes -> its rendering
         self.stems: set[str] = set()
         self.layer_source: dict[str, KernelSource] = {}
@@ -77,11 +85,13 @@ class _Lowering:
         d = self.g.nodes[node]
         in_shapes = tuple(tuple(self.g.nodes[u].shape) for u in ordered_inputs(self.g, node))
         out_shape = tuple(d.shape)
-        key = ("layer", d.kind, repr(sorted(d.args.items())), in_shapes, out_shape)
-        stem = f"{d.kind}_{'_'.join(_shape_tag(s) for s in in_shapes)}_to_{_shape_tag(out_shape)}"
+        activation = self.g.nodes[self.epilogues[node]].kind if node in self.epilogues else ""
+        key = ("layer", d.kind, repr(sorted(d.args.items())), in_shapes, out_shape, activation)
+        kind = f"{d.kind}_{activation}" if activation else d.kind
+        stem = f"{kind}_{'_'.join(_shape_tag(s) for s in in_shapes)}_to_{_shape_tag(out_shape)}"
         return self._body(key, stem, lambda name: render_layer(
             d.kind, name, self._line(node), d.args, in_shapes, out_shape, self.batch, self.target,
-            self.precision))
+            self.precision, activation))
 
     def _line(self, node: str) -> int:
         pos = self.g.nodes[node].pos
@@ -143,8 +153,8 @@ class _Lowering:
         backward = [self._resolved(s) for s in self.backward]
         update = [self._resolved(s) for s in self.update]
         tensors = self._tensors(forward + backward + update)
-        values = {n: self.resolve(TensorRef(n, "value")) for n in order
-                  if self.g.nodes[n].role.forward}
+        values = {n: self.resolve(TensorRef(n, "value")) for n in order  # a fused layer's output is gone
+                  if self.g.nodes[n].role.forward and n not in self.epilogues}
         values = {n: t for n, t in values.items() if t in tensors}
         params = [TensorRef(n, "param_grad", p) for n in order if self.g.nodes[n].is_layer
                   for p in self.g.nodes[n].params]
@@ -175,6 +185,9 @@ class _Lowering:
             return
         source = self._layer_body(node)
         self.layer_source[node] = source
+        if node in self.fused_into:  # its layer's product wrote this output; the backward still runs
+            self.alias[out] = TensorRef(self.fused_into[node], "value")
+            return
         binding = {f"x{i}": self._input(u, d.device) for i, u in enumerate(inputs)} | {"y": out}
         self.forward += [self._call(k, node, node, d.device, binding) for k in source.forward]
 

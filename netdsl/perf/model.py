@@ -222,7 +222,7 @@ def family(kernel_name: str) -> str:
     """A kernel's family, as benchmarks/gpu_step.py sums the measured times: the name
     without shape, tile and transpose suffixes."""
     name = re.sub(r"_\d+x\d+(x\d+)*", "", kernel_name)
-    name = re.sub(r"_nchw(_\d+)+(_bias)?$", "", name)  # the NCHW epilogue's layout
+    name = re.sub(r"_nchw(_\d+)+(_bias)?(_[a-z]+)?$", "", name)  # the NCHW epilogue's layout and activation
     name = re.sub(r"_conv(_\d+)+$", "_conv", name)  # an implicit-GEMM convolution's geometry
     return re.sub(r"_(nn|nt|tn|tt)$", "", name)
 

@@ -56,7 +56,7 @@ class PlannedExecutor(base.Executor):
             raise ValueError(f"the {self.backend} backend computes in float32")
         from ..passes import plan_step
         self.keep_values = keep_values
-        self.plan: Plan = plan_step(graph, batch, self.target, placement, reuse=not keep_values)
+        self.plan: Plan = plan_step(graph, batch, self.target, placement, reuse=not keep_values, fuse=not keep_values)
         self.module = self.compile(self.module_text())
         self.arenas = {device: self.allocate(device, arena.nbytes) for device, arena in self.plan.arenas.items()}
         self._bind_persistent()

@@ -103,7 +103,7 @@ static void netdsl_coroutine()
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(threads)
+#define __launch_bounds__(...)
 #define __restrict__ __restrict
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
@@ -178,7 +178,7 @@ extern "C" void netdsl_launch(const unsigned grid[3], const unsigned block[3], v
 
 HEADER += (Path(__file__).parent / "emulated_ptx.h").read_text()
 
-SIGNATURE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)\s*\{')
+SIGNATURE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+(?:, \d+)?\) )?(\w+)\(([^)]*)\)\s*\{')
 
 
 def wrappers(source: str) -> str:

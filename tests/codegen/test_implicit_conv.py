@@ -9,7 +9,8 @@ same way (B transposed), in split-K slices where the chooser cuts k; at stride 1
 data gradient is the forward product of the output gradient with flipped weights,
 so no column buffer is planned at all, and both products write NCHW through their
 epilogue (the forward one adding the bias), so nothing is regrouped. fp32 keeps the explicit columns (the
-chooser's rule, docs/gpu.md) and is checked too."""
+chooser's rule, docs/gpu.md) and is checked too. The epilogue's fused activation:
+test_epilogue_activations.py."""
 from __future__ import annotations
 
 import shutil
@@ -128,3 +129,4 @@ def test_implicit_conv(emulated, case, precision, order):
     assert_close(buffers["dx0"].reshape(dxs[0].shape), dxs[0], rtol, f"{case} dx0")
     for name, expected in dparams.items():
         assert_close(buffers[f"d{name}"].reshape(expected.shape), expected, rtol, f"{case} d{name}")
+

@@ -23,15 +23,27 @@ INSTRUCTIONS = {
 # Implicit-GEMM convolutions (the products reading the images): AlexNet's conv1 (11x11
 # stride 4 pad 2 on 3 x 224 x 224), a 3x3 pad 1 layer, and the data gradient of AlexNet's
 # conv2 (5x5 pad 2 on 128 x 27 x 27: dy's 128 channels, flipped padding 2), at every tile,
-# as forward products (B untransposed) and weight gradients (B transposed).
+# as forward products (B untransposed) and weight gradients (B transposed), and as forward
+# products through the NCHW epilogue with the bias and the fused ReLU (the longest epilogue);
+# and a fully connected layer's product with the bias and the ReLU in its row-major epilogue.
+ACT = "relu"
 CONVS = ((3, 224, 224, 11, 11, 4, 4, 2, 2, 1, 1, 55, 55), (192, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 13, 13),
          (128, 27, 27, 5, 5, 1, 1, 2, 2, 1, 1, 27, 27))
 
 
 def implicit_variants(precision):
-    return [TARGETS["cuda"].gemm(False, trans_b, 64, 128 * 55 * 55, 1, tile, precision,
-                                 conv[0] * conv[3] * conv[4], conv=conv)[0]
-            for tile in MMA_TILES for conv in CONVS for trans_b in (False, True)]
+    cuda = TARGETS["cuda"]
+    plain = [cuda.gemm(False, trans_b, 64, 128 * 55 * 55, 1, tile, precision, conv[0] * conv[3] * conv[4],
+                       conv=conv)[0]
+             for tile in MMA_TILES for conv in CONVS for trans_b in (False, True)]
+    epilogue = [cuda.gemm(False, False, 64, 128 * conv[11] * conv[12], 1, tile, precision,
+                          conv[0] * conv[3] * conv[4], conv=conv, scatter=(conv[11] * conv[12], 64 * conv[11] * conv[12]),
+                          bias=True, activation=ACT)[0]
+                for tile in MMA_TILES for conv in CONVS]
+    # a fully connected layer's forward product (x . W^T) adding the bias and applying the ReLU
+    row_major = [cuda.gemm(False, True, 128, 2048, 1, tile, precision, 9216, bias=True, activation=ACT)[0]
+                 for tile in MMA_TILES]
+    return plain + epilogue + row_major
 
 
 PIPELINE = ("cp.async.cg.shared.global", "cp.async.ca.shared.global", "cp.async.commit_group",
@@ -56,7 +68,8 @@ def built(tmp_path_factory):
 
 def test_implicit_convolutions_are_built(built):
     variants, _, bodies = built
-    assert sum(1 for v in variants if v.conv) == len(PRECISIONS) * len(MMA_TILES) * len(CONVS) * 2
+    assert sum(1 for v in variants if v.conv) == len(PRECISIONS) * len(MMA_TILES) * len(CONVS) * 3
+    assert sum(1 for v in variants if v.activation == "relu") == len(PRECISIONS) * len(MMA_TILES) * (len(CONVS) + 1)
     for v in variants:
         assert v.name in bodies
 

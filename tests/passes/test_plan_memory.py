@@ -67,18 +67,34 @@ def test_fp32_cuda_keeps_im2col_columns():
     assert cols.nbytes == max(t.nbytes for t in plan.tensors.values())
 
 
-def test_lifetimes_follow_what_backward_reads(alexnet):
-    lives = lifetimes(alexnet)
+def _first_steps(plan) -> dict[str, int]:
     at = {}
-    for i, step in enumerate(alexnet.steps):
+    for i, step in enumerate(plan.steps):
         at.setdefault(step.node, i)
+    return at
+
+
+def test_an_unfused_convolution_output_dies_at_its_relu():
+    """fp32: the ReLU is a kernel of its own, reading the convolution's output."""
+    plan = plan_step(graph("alexnet.net"), 128, "cuda", precision="fp32")
+    lives, at = lifetimes(plan), _first_steps(plan)
     ref = TensorRef("conv1.conv@gpu0", "value")
-    conv_out = lives[ref]
-    written = min(i for i, s in enumerate(alexnet.steps) if ref in s.writes)
+    written = min(i for i, s in enumerate(plan.steps) if ref in s.writes)
     # a convolution's backward reads its input, not its output: the output dies at the ReLU
-    assert (conv_out.first, conv_out.last) == (written, at["conv1.act@gpu0"])
+    assert (lives[ref].first, lives[ref].last) == (written, at["conv1.act@gpu0"])
     # the ReLU's backward reads its own output, so that output lives until then
     assert lives[TensorRef("conv1.act@gpu0", "value")].last == at["conv1.act@gpu0:backward"]
+
+
+def test_lifetimes_follow_what_backward_reads(alexnet):
+    lives, at = lifetimes(alexnet), _first_steps(alexnet)
+    # tf32: the product's epilogue applies the ReLU, so the pair has one tensor, the ReLU's
+    # output under the convolution's name, read last by the ReLU's backward
+    ref = TensorRef("conv1.conv@gpu0", "value")
+    assert TensorRef("conv1.act@gpu0", "value") not in alexnet.tensors
+    assert "conv1.act@gpu0" not in at, "the fused ReLU runs no forward kernel"
+    written = min(i for i, s in enumerate(alexnet.steps) if ref in s.writes)
+    assert (lives[ref].first, lives[ref].last) == (written, at["conv1.act@gpu0:backward"])
     saved = lives[TensorRef("conv1.maxpool@gpu0", "saved", "argmax")]
     assert (saved.first, saved.last) == (at["conv1.maxpool@gpu0"], at["conv1.maxpool@gpu0:backward"])
     # the image is loaded before the step and read last by conv1's weight gradient
