@@ -32,10 +32,11 @@ def spread_weights(params: dict, seed: int = 0) -> dict:
             .astype(np.float32) for name, v in params.items()}
 
 
-def pair(example: str, batch: int, make, precision: str = "fp32"):
+def pair(example: str, batch: int, make, precision: str = "fp32", overrides: dict | None = None):
     """The reference and `make(net)`'s executor of an example whose matrix products run in
-    `precision`, with the same spread weights, and a batch of images and labels."""
-    net = netdsl.load(EXAMPLES / example, {"precision": precision})
+    `precision` (and with `overrides` set, as `--set` would), with the same spread weights,
+    and a batch of images and labels."""
+    net = netdsl.load(EXAMPLES / example, {"precision": precision, **(overrides or {})})
     ref = net.executor(backend="reference", batch=batch, seed=1, dtype=np.float64, precision=precision)
     other = make(net)
     weights = spread_weights(ref.params)

@@ -11,11 +11,13 @@ arithmetic the GPU runs.
 See `plan.py` for the calling convention and `render.py` for what a template
 receives.
 """
-from .plan import ROLES, SCALARS, Arg, Buffer, GemmVariant, Kernel, KernelSource, Launch
+from .activations import epilogue_activation
+from .plan import ROLES, SCALARS, Activation, Arg, Buffer, GemmVariant, Kernel, KernelSource, Launch
 from .render import Declarations, Tensor, c_identifier, complete_args, environment, render_layer, render_module
 from .targets import TARGETS
 
 __all__ = [
-    "ROLES", "SCALARS", "TARGETS", "Arg", "Buffer", "GemmVariant", "Kernel", "KernelSource", "Launch",
-    "Declarations", "Tensor", "c_identifier", "complete_args", "environment", "render_layer", "render_module",
+    "ROLES", "SCALARS", "TARGETS", "Activation", "Arg", "Buffer", "GemmVariant", "Kernel", "KernelSource", "Launch",
+    "Declarations", "Tensor", "c_identifier", "complete_args", "environment", "epilogue_activation",
+    "render_layer", "render_module",
 ]

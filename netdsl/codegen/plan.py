@@ -110,6 +110,16 @@ class Kernel:
 
 
 @dataclass(frozen=True)
+class Activation:
+    """An elementwise activation as a matrix product's epilogue applies it (GemmVariant.activation):
+    `expression` is its template's own forward expression of x_i, its arguments written in;
+    `tag` names it in the routine's name (the kind, plus a digest where arguments are not the default)."""
+
+    tag: str
+    expression: str
+
+
+@dataclass(frozen=True)
 class GemmVariant:
     """One compiled matrix-product routine; layers share it and pass sizes at run time."""
 
@@ -135,9 +145,9 @@ class GemmVariant:
     # A bias added as C is written: one per channel, so per row of an NCHW C (bias[z * m + r]) and
     # per column of a row-major one (bias[z * n + j], a fully connected layer's outputs).
     bias: bool = False
-    # An activation applied last ("relu", or "" for none): the layer's output is then the
-    # activation's (netdsl/passes/epilogues.py).
-    activation: str = ""
+    # An activation applied last, or None: the layer's output is then the activation's
+    # (netdsl/passes/epilogues.py).
+    activation: Activation | None = None
 
     @property
     def threads(self) -> int:

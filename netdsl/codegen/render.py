@@ -41,7 +41,7 @@ import numpy as np
 
 from ..layers import REGISTRY, REQUIRED
 from ..resources import templates_dir
-from .plan import ELEMENT_TYPES, SCALARS, Arg, Buffer, GemmVariant, Kernel, KernelSource
+from .plan import ELEMENT_TYPES, SCALARS, Activation, Arg, Buffer, GemmVariant, Kernel, KernelSource
 from .split_k import row_slices, split_k
 from .targets import TARGETS, Target
 
@@ -188,7 +188,7 @@ class Declarations:
 
     def gemm(self, purpose, a, b, c, m, n, k, lda, ldb, ldc, trans_a=False, trans_b=False, batch=1,
              stride_a=0, stride_b=0, stride_c=0, alpha=1.0, beta=0.0, tile=None, conv=(), scatter=(), bias=None,
-             activation=""):
+             activation=None):
         """A matrix-product call; `tile` forces a CUDA tile (tests), else the target picks.
         With `conv` (see GemmVariant.conv), `b` is the images and B their virtual im2col column
         matrix (ld = ldb), op(B) = B^T with trans_b; stride_b steps through that matrix.
@@ -278,10 +278,11 @@ def complete_args(kind: str, args: dict) -> dict:
 
 
 def render_layer(kind: str, node: str, source_line: int, args: dict, in_shapes, out_shape, batch: int,
-                 target: str, precision: str = "fp32", activation: str = "") -> KernelSource:
+                 target: str, precision: str = "fp32", activation: Activation | None = None) -> KernelSource:
     """Kernels of one layer instance (`node`, written at `source_line`) at a fixed batch size.
-    `activation`: applied to the output in a matrix product's epilogue (netdsl/passes/epilogues.py),
-    so the output is the activation's; a layer whose template offers no such epilogue is an error."""
+    `activation` (activations.py): applied to the output in a matrix product's epilogue
+    (netdsl/passes/epilogues.py), so the output is the activation's; a layer whose template
+    offers no such epilogue is an error."""
     layer = REGISTRY[kind]
     tgt = TARGETS[target]
     a = complete_args(kind, args)
@@ -306,7 +307,7 @@ def render_layer(kind: str, node: str, source_line: int, args: dict, in_shapes, 
                           tuple(declare.gemms), module)
     source.buffers  # noqa: B018 -- raises now if two kernels disagree on a buffer
     if activation and not any(v.activation == activation for v in source.gemms):
-        raise ValueError(f"{node}: the {kind} kernels for {target} {precision} apply no {activation} epilogue")
+        raise ValueError(f"{node}: the {kind} kernels for {target} {precision} apply no {activation.tag} epilogue")
     return source
 
 

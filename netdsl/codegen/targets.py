@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import GemmVariant, Launch
+from .plan import Activation, GemmVariant, Launch
 
 # A flat kernel's block: 256 threads keeps eight warps per block and lets
 # elementwise kernels reach full occupancy on sm_80 and sm_90.
@@ -58,7 +58,7 @@ class Target:
     def gemm(self, trans_a: bool, trans_b: bool, m: int, n: int, batch: int,
              tile: tuple[int, int] | None = None, precision: str = "fp32", k: int = 0,
              conv: tuple = (), scatter: tuple = (), bias: bool = False,
-             activation: str = "") -> tuple[GemmVariant, Launch]:
+             activation: Activation | None = None) -> tuple[GemmVariant, Launch]:
         """`conv`: an implicit-GEMM convolution's geometry (GemmVariant.conv), only where implicit_conv holds;
         `scatter`: the NCHW epilogue (GemmVariant.scatter); `bias` and `activation`: added and applied
         as C is written (GemmVariant.bias); these three where product_epilogue holds."""
@@ -83,7 +83,7 @@ class CTarget(Target):
         return Launch()
 
     def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=(), scatter=(), bias=False,
-             activation=""):
+             activation=None):
         if conv or scatter or bias or activation:
             raise ValueError("the C target has no implicit-GEMM convolution or NCHW epilogue")
         name = f"netdsl_sgemm_{_transposes(trans_a, trans_b)}"
@@ -111,7 +111,7 @@ class CudaTarget(Target):
         return Launch((max(1, min(rows, MAX_BLOCKS)), 1, 1), (threads, 1, 1))
 
     def gemm(self, trans_a, trans_b, m, n, batch, tile=None, precision="fp32", k=0, conv=(), scatter=(), bias=False,
-             activation=""):
+             activation=None):
         if conv and (precision not in IMPLICIT_PRECISIONS or trans_a):
             raise ValueError(f"an implicit-GEMM convolution is a {IMPLICIT_PRECISIONS} product with A untransposed")
         if (scatter or bias or activation) and not self.product_epilogue(precision):
@@ -140,7 +140,7 @@ class CudaTarget(Target):
                 name += "_conv_" + "_".join(map(str, conv))
             if scatter:  # so are the output layout's pixel count and image stride
                 name += "_nchw_" + "_".join(map(str, scatter))
-            name += ("_bias" if bias else "") + (f"_{activation}" if activation else "")
+            name += ("_bias" if bias else "") + (f"_{activation.tag}" if activation else "")
             variant = GemmVariant(name, trans_a, trans_b, tile_m, tile_n, precision, warps_m, warps_n, depth,
                                   stages, tuple(conv), tuple(scatter), bias, activation)
         if batch > MAX_BLOCKS or -(-m // tile_m) > MAX_BLOCKS:

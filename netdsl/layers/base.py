@@ -130,9 +130,9 @@ class Layer:
     #   "transfer":    copies a tensor between devices (identity on values)
     #   "random":      draws random numbers in training (needs a seed stream)
     traits: frozenset[str] = frozenset()
-    # Activation kinds this layer's cuda template can apply in its matrix product's epilogue;
-    # netdsl/passes/epilogues.py fuses such an activation where the graph allows.
-    epilogue_activations: frozenset[str] = frozenset()
+    # Whether this layer's cuda template passes `epilogue_activation` to its forward product, so
+    # the activation after it can run there (netdsl/passes/epilogues.py, where the graph allows).
+    activation_epilogue: bool = False
     examples: tuple[Example, ...] = ()
 
     # ---- shapes and counts -------------------------------------------------

@@ -90,7 +90,7 @@ def _pad_check(value) -> str | None:
 
 class Conv(WeightedLayer):
     kind = "conv"
-    epilogue_activations = frozenset({"relu"})  # the NCHW epilogue of its tensor-core product
+    activation_epilogue = True  # in the NCHW epilogue of its tensor-core product
     doc = "convolution with `filters` output channels and `size` kernels, optionally grouped and dilated"
     args = (
         ArgSpec("filters", "int", check=positive, doc="output channels"),

@@ -10,7 +10,7 @@ from .base import torch_functional, ArgSpec, Example, operand, positive
 
 class FullyConnected(WeightedLayer):
     kind = "fc"
-    epilogue_activations = frozenset({"relu"})  # its tensor-core product's epilogue
+    activation_epilogue = True  # in its tensor-core product's epilogue
     doc = "fully connected layer with `outputs` units; flattens its input (C, H, W order)"
     args = (ArgSpec("outputs", "int", check=positive, doc="output units"),) + WEIGHT_ARGS
     examples = (

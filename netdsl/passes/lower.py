@@ -39,7 +39,7 @@ from typing import Callable
 
 import networkx as nx
 
-from ..codegen import TARGETS, Kernel, KernelSource, render_layer
+from ..codegen import TARGETS, Kernel, KernelSource, epilogue_activation, render_layer
 from ..codegen.training import render_gradsum, render_update, render_watch
 from ..graph_ops import is_transfer, loss_weights, output_nodes, ordered_inputs, topological
 from ..nodes import Role
@@ -60,7 +60,7 @@ class _Lowering:
         self.precision = precision  # of every matrix product (precision.py decides it)
         # layer -> the activation its product's epilogue applies, and back (epilogues.py)
         fuse = fuse and TARGETS[target].product_epilogue(precision)
-        self.epilogues = activation_epilogues(g, placement) if fuse else {}
+        self.epilogues = activation_epilogues(g, placement, self._fusable) if fuse else {}
         self.fused_into = {act: layer for layer, act in self.epilogues.items()}
         self.bodies: dict[tuple, KernelSource] = {}  # what a body computes -> its rendering
         self.stems: set[str] = set()
@@ -85,13 +85,18 @@ class _Lowering:
         d = self.g.nodes[node]
         in_shapes = tuple(tuple(self.g.nodes[u].shape) for u in ordered_inputs(self.g, node))
         out_shape = tuple(d.shape)
-        activation = self.g.nodes[self.epilogues[node]].kind if node in self.epilogues else ""
+        activation = self._fusable(self.epilogues[node]) if node in self.epilogues else None
         key = ("layer", d.kind, repr(sorted(d.args.items())), in_shapes, out_shape, activation)
-        kind = f"{d.kind}_{activation}" if activation else d.kind
+        kind = f"{d.kind}_{activation.tag}" if activation else d.kind
         stem = f"{kind}_{'_'.join(_shape_tag(s) for s in in_shapes)}_to_{_shape_tag(out_shape)}"
         return self._body(key, stem, lambda name: render_layer(
             d.kind, name, self._line(node), d.args, in_shapes, out_shape, self.batch, self.target,
             self.precision, activation))
+
+    def _fusable(self, node: str):
+        """Activation node `node` as a product's epilogue can apply it, or None."""
+        d = self.g.nodes[node]
+        return epilogue_activation(d.kind, d.args)
 
     def _line(self, node: str) -> int:
         pos = self.g.nodes[node].pos

@@ -131,6 +131,20 @@ def test_the_gpu_tests_comparison_holds_over_the_stand_in(cuda, example, precisi
     assert_gradients_match(*pair(example, 2, make, precision))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("act", ["tanh", "elu"])
+def test_fused_activations_hold_the_comparison_over_the_stand_in(cuda, act):
+    """`--set act=...` on the CIFAR net: the activation after conv2 and conv3 (conv1's follows
+    its pool) runs in their tf32 products' epilogue, and its backward reads that output."""
+    def make(net):
+        gpu = cuda.Executor(net.graph, 2, seed=1, devices=[0])
+        _flat_kernels(gpu)
+        fused = [v for source in gpu.plan.modules for v in source.gemms if v.activation]
+        assert {v.activation.tag for v in fused} == {act} and len(fused) == 2, [v.name for v in fused]
+        return gpu
+    assert_gradients_match(*pair("cifar.net", 2, make, "tf32", {"act": act}))
+
+
 TWO_TOWERS = """
 network towers
 input image : 3 x 12 x 12

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from kernel_cases import gemm_variants
 
-from netdsl.codegen import render_module
+from netdsl.codegen import epilogue_activation, render_module
 from netdsl.codegen.nvcc import ARCHS, available, compile_cubins, parse_ptxas
 from netdsl.codegen.targets import MMA_TILES, TARGETS
 
@@ -24,9 +24,10 @@ INSTRUCTIONS = {
 # stride 4 pad 2 on 3 x 224 x 224), a 3x3 pad 1 layer, and the data gradient of AlexNet's
 # conv2 (5x5 pad 2 on 128 x 27 x 27: dy's 128 channels, flipped padding 2), at every tile,
 # as forward products (B untransposed) and weight gradients (B transposed), and as forward
-# products through the NCHW epilogue with the bias and the fused ReLU (the longest epilogue);
-# and a fully connected layer's product with the bias and the ReLU in its row-major epilogue.
-ACT = "relu"
+# products through the NCHW epilogue with the bias and a fused activation (the longest epilogue);
+# and a fully connected layer's product with the bias and the activation in its row-major epilogue.
+# the epilogue's activation: sigmoid's expression (two expf and a division) is the longest offered
+ACT = epilogue_activation("sigmoid", {})
 CONVS = ((3, 224, 224, 11, 11, 4, 4, 2, 2, 1, 1, 55, 55), (192, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 13, 13),
          (128, 27, 27, 5, 5, 1, 1, 2, 2, 1, 1, 27, 27))
 
@@ -69,7 +70,7 @@ def built(tmp_path_factory):
 def test_implicit_convolutions_are_built(built):
     variants, _, bodies = built
     assert sum(1 for v in variants if v.conv) == len(PRECISIONS) * len(MMA_TILES) * len(CONVS) * 3
-    assert sum(1 for v in variants if v.activation == "relu") == len(PRECISIONS) * len(MMA_TILES) * (len(CONVS) + 1)
+    assert sum(1 for v in variants if v.activation == ACT) == len(PRECISIONS) * len(MMA_TILES) * (len(CONVS) + 1)
     for v in variants:
         assert v.name in bodies
 

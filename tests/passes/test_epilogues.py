@@ -26,7 +26,10 @@ def forward_kinds(plan) -> dict[str, list[str]]:
 
 
 def fused_products(plan) -> set[str]:
-    return {s.node for s in plan.forward if isinstance(s, Call) and s.kernel.name.endswith("_relu")}
+    """The forward nodes whose product applies an activation."""
+    variants = {v.name: v for source in plan.modules for v in source.gemms}
+    return {s.node for s in plan.forward if isinstance(s, Call) and s.kernel.shape == "gemm"
+            and variants[s.kernel.name].activation is not None}
 
 
 def small(body: str):
@@ -80,8 +83,12 @@ def test_a_caller_reading_every_layer_gets_the_convolutions_output(alexnet):
     ("h = fc(image, 6) -> relu\nscores = fc(h, 4)", {"h.fc"}),
     # a second reader of the convolution's output needs it before the ReLU
     ("c = conv(image, 4, size=3, pad=1)\nr = relu(c)\nj = concat(r, c)\nscores = fc(j, 4)", set()),
-    # another activation, and a ReLU that does not follow a convolution
-    ("c = conv(image, 4, size=3, pad=1) -> tanh\nscores = fc(c, 4)", set()),
+    # other activations whose backward reads only their output fuse as well
+    ("c = conv(image, 4, size=3, pad=1) -> tanh\nscores = fc(c, 4)", {"c.conv"}),
+    ("c = conv(image, 4, size=3, pad=1) -> leaky_relu(0.2)\nscores = fc(c, 4)", {"c.conv"}),
+    # gelu's backward reads its input, which the fused pair would not keep
+    ("c = conv(image, 4, size=3, pad=1) -> gelu\nscores = fc(c, 4)", set()),
+    # a ReLU that does not follow a convolution
     ("c = maxpool(image, 2) -> relu\nscores = fc(c, 4)", set()),
     # a residual sum: the ReLU after the add is not the convolution's
     ("c = conv(image, 3, size=3, pad=1)\ns = add(c, image) -> relu\nscores = fc(s, 4)", set()),
